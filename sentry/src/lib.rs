@@ -1,0 +1,11 @@
+//! sentry supervises a command, notices when it has become a runaway (burning CPU, memory or
+//! output without making progress), intervenes safely and records why.
+//!
+//! The library is laid out by stage of the data flow: `capture` observes the child, `detect`
+//! turns observations into findings, `decide` turns findings into decisions, `supervise` runs
+//! the whole loop for `sentry run`, and `report` writes what happened. Stages talk through the
+//! plain types in [`model`]. This crate is not the eBPF program (that is `sentry-ebpf`) and not
+//! the build tooling (that is `xtask`).
+
+pub mod cli;
+pub mod model;
