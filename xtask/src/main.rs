@@ -1,20 +1,70 @@
 //! `cargo xtask …`: every step that cargo alone cannot express: toolchain set-up for the eBPF
-//! crate, the full test run that CI calls, and the benchmarks.
+//! crate, the full test run that CI calls, the demo, and the benchmarks.
 
-use anyhow::Result;
+mod demo;
+mod setup;
+mod test;
+
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask")]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    task: Task,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Task {
+    /// Install the eBPF toolchain (nightly rust-src, bpf-linker) where missing.
+    Setup,
+    /// Run the full check and test suite (what CI runs).
+    Test,
+    /// Build sentry and show it at work on this machine.
+    Demo,
+}
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.task {
+        Task::Setup => setup::setup(),
+        Task::Test => test::test(),
+        Task::Demo => demo::demo(),
+    }
+}
+
+/// Runs a command with inherited stdio; fails with the command line when it fails.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+/// Runs a command and returns its stdout; fails with its stderr when it fails.
+pub fn cmd_output(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// True when running as root (the kernel backend and its tests need it).
+pub fn is_root() -> bool {
+    cmd_output(Command::new("id").arg("-u"))
+        .map(|s| s.trim() == "0")
+        .unwrap_or(false)
 }

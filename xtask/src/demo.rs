@@ -1,0 +1,42 @@
+//! `cargo xtask demo`: builds sentry (with its eBPF probe) in release mode and shows it at work
+//! on this machine: a supervised run in kernel mode with its report.
+
+use std::process::Command;
+
+use anyhow::{Context, Result};
+
+use crate::setup::{setup, workspace_root};
+use crate::{is_root, run};
+
+/// Builds the release binary and runs the demonstration.
+pub fn demo() -> Result<()> {
+    setup()?;
+    let root = workspace_root();
+    run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&root)
+        .env("SENTRY_REQUIRE_EBPF", "1")
+        .args(["build", "--release", "-p", "sentry"]))?;
+    let sentry = root.join("target/release/sentry");
+    let report = root.join("target/demo-report.json");
+    let script = root.join("fixtures/programs/demo.sh");
+    let mut cmd = if is_root() {
+        Command::new(&sentry)
+    } else {
+        eprintln!("demo: kernel mode needs root; running sentry through sudo");
+        let mut c = Command::new("sudo");
+        c.arg(&sentry);
+        c
+    };
+    cmd.arg("run")
+        .arg("--report")
+        .arg(&report)
+        .arg("--")
+        .arg("sh")
+        .arg(&script);
+    let status = cmd.status().context("starting sentry")?;
+    eprintln!("demo: sentry exited with {status}");
+    let text = std::fs::read_to_string(&report)
+        .with_context(|| format!("reading the report {}", report.display()))?;
+    println!("{text}");
+    Ok(())
+}
