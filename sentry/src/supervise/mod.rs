@@ -133,6 +133,17 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
         })?),
         None => None,
     };
+    // Watched before the child starts: a signal arriving while it starts waits in
+    // signal-hook's queue and is forwarded as soon as there is a child, instead of killing
+    // sentry and leaving the run unsupervised.
+    let signals = SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT]);
+    let mut signals = match signals {
+        Ok(signals) => Some(signals),
+        Err(err) => {
+            eprintln!("sentry: cannot watch for signals ({err}); Ctrl-C still reaches the command");
+            None
+        }
+    };
     let started = Instant::now();
     let run = KernelRun::start(&spec).map_err(|err| match err {
         KernelError::Spawn(spawn) => SuperviseError::Spawn {
@@ -152,14 +163,6 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
         control.pid()
     );
 
-    let signals = SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT]);
-    let mut signals = match signals {
-        Ok(signals) => Some(signals),
-        Err(err) => {
-            eprintln!("sentry: cannot watch for signals ({err}); Ctrl-C still reaches the command");
-            None
-        }
-    };
     let signals_handle = signals.as_ref().map(|s| s.handle());
     let signal_thread = signals.take().map(|mut signals| {
         let control = control.clone();
