@@ -9,7 +9,8 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const SETUP_HINT: &str = "run `cargo xtask setup` (installs nightly rust-src and bpf-linker) and rebuild";
+const SETUP_HINT: &str =
+    "run `cargo xtask setup` (installs nightly rust-src and bpf-linker) and rebuild";
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(sentry_ebpf)");
@@ -29,14 +30,19 @@ fn main() {
     };
     let workspace = manifest_dir.parent().unwrap_or(&manifest_dir).to_path_buf();
     let ebpf_dir = workspace.join("sentry-ebpf");
-    println!("cargo:rerun-if-changed={}", workspace.join("sentry-common/src").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        workspace.join("sentry-common/src").display()
+    );
 
     if let Err(missing) = ebpf_toolchain_present() {
         let message = format!(
             "building sentry WITHOUT its eBPF probe (kernel mode disabled): {missing}; {SETUP_HINT}"
         );
         if require {
-            fail(&format!("SENTRY_REQUIRE_EBPF=1 but {missing}; {SETUP_HINT}"));
+            fail(&format!(
+                "SENTRY_REQUIRE_EBPF=1 but {missing}; {SETUP_HINT}"
+            ));
         }
         println!("cargo:warning={message}");
         return;

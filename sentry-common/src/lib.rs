@@ -92,6 +92,11 @@ pub struct WriteRecord<const N: usize> {
     pub payload: [u8; N],
 }
 
+/// Once the budget is spent, the probe reads the clock (a clocksource read that costs tens of
+/// ns, more than the rest of the counted-only path) only on every this many writes. Counting
+/// stays exact; captures resume at most this many writes after credit returns.
+pub const BUDGET_RECHECK_EVERY: u64 = 16;
+
 /// How many iovecs of a `writev()` the probe sums into `written_len`; the payload is taken
 /// from the first iovec only. glibc and most runtimes use 2-3 iovecs.
 pub const MAX_SUMMED_IOVECS: u32 = 8;
@@ -123,16 +128,18 @@ pub struct RunCounters {
     pub cost_ns: u64,
     /// Credit ceiling (cost × burst); set by user space.
     pub burst_ns: u64,
+    /// Counted-only writes left before the probe reads the clock again to refill.
+    pub recheck: u64,
 }
 
 impl RunCounters {
     /// Fresh state for a run capturing at most `per_s` writes per second per CPU, with a burst
     /// of `burst` captures.
     pub const fn with_budget(per_s: u64, burst: u64) -> Self {
-        let cost_ns = if per_s == 0 {
-            u64::MAX / 2
-        } else {
-            1_000_000_000 / per_s
+        // A zero budget means "never capture": a cost no credit can reach.
+        let cost_ns = match 1_000_000_000u64.checked_div(per_s) {
+            Some(cost) => cost,
+            None => u64::MAX / 2,
         };
         let burst_ns = cost_ns.saturating_mul(burst);
         RunCounters {
@@ -146,6 +153,7 @@ impl RunCounters {
             refill_ns: 0,
             cost_ns,
             burst_ns,
+            recheck: 0,
         }
     }
 

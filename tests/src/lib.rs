@@ -27,21 +27,31 @@ pub fn sentry_bin() -> PathBuf {
             .and_then(Path::parent)
             .expect("test binary lives in <target>/<profile>/deps")
             .to_path_buf();
-        let release = profile_dir.file_name().is_some_and(|name| name == "release");
+        let release = profile_dir
+            .file_name()
+            .is_some_and(|name| name == "release");
         let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let mut build = Command::new(cargo);
-        build.current_dir(&workspace).args(["build", "--quiet", "-p", "sentry", "--bin", "sentry"]);
+        build
+            .current_dir(&workspace)
+            .args(["build", "--quiet", "-p", "sentry", "--bin", "sentry"]);
         if release {
             build.arg("--release");
         }
         if let Some(target_dir) = profile_dir.parent() {
             build.arg("--target-dir").arg(target_dir);
         }
-        let status = build.status().expect("cargo can be started to build sentry");
+        let status = build
+            .status()
+            .expect("cargo can be started to build sentry");
         assert!(status.success(), "building sentry failed: {status}");
         let bin = profile_dir.join("sentry");
-        assert!(bin.exists(), "expected the sentry binary at {}", bin.display());
+        assert!(
+            bin.exists(),
+            "expected the sentry binary at {}",
+            bin.display()
+        );
         bin
     })
     .clone()
@@ -102,15 +112,22 @@ pub struct RunResult {
 impl RunResult {
     /// A numeric report field (fails the test with the report when missing).
     pub fn field(&self, name: &str) -> u64 {
-        self.report[name]
-            .as_u64()
-            .unwrap_or_else(|| panic!("report field {name} missing or not a number: {}", self.report))
+        self.report[name].as_u64().unwrap_or_else(|| {
+            panic!(
+                "report field {name} missing or not a number: {}",
+                self.report
+            )
+        })
     }
 
     /// The cgroup directory sentry announced on stderr.
     pub fn cgroup(&self) -> PathBuf {
-        cgroup_from_stderr(&self.stderr)
-            .unwrap_or_else(|| panic!("sentry did not announce its cgroup; stderr:\n{}", self.stderr))
+        cgroup_from_stderr(&self.stderr).unwrap_or_else(|| {
+            panic!(
+                "sentry did not announce its cgroup; stderr:\n{}",
+                self.stderr
+            )
+        })
     }
 
     /// Concatenated payload of every captured chunk on `fd`, in capture order.
@@ -170,7 +187,12 @@ pub fn sentry_command(extra: &[&str], command: &[&str], dir: &Path) -> Command {
 }
 
 /// Reads back the report and events of a finished run in `dir`.
-pub fn finish(status: ExitStatus, stdout: Vec<u8>, stderr: Vec<u8>, dir: tempfile::TempDir) -> RunResult {
+pub fn finish(
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    dir: tempfile::TempDir,
+) -> RunResult {
     let stderr = String::from_utf8_lossy(&stderr).into_owned();
     let report = std::fs::read_to_string(dir.path().join("report.json"))
         .ok()
@@ -179,7 +201,9 @@ pub fn finish(status: ExitStatus, stdout: Vec<u8>, stderr: Vec<u8>, dir: tempfil
     let events = std::fs::read_to_string(dir.path().join("events.jsonl"))
         .unwrap_or_default()
         .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("bad events line {line:?}: {e}")))
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("bad events line {line:?}: {e}"))
+        })
         .collect();
     RunResult {
         status,

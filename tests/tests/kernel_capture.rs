@@ -25,7 +25,8 @@ fn python3() -> Option<String> {
 /// Asserts the exact accounting invariant of the capture.
 fn assert_accounting(run: &sentry_tests::RunResult) {
     let total = run.field("writes_total");
-    let parts = run.field("events_captured") + run.field("writes_counted_only") + run.field("events_lost");
+    let parts =
+        run.field("events_captured") + run.field("writes_counted_only") + run.field("events_lost");
     assert_eq!(
         total, parts,
         "captured + counted_only + lost must equal writes_total; report: {}",
@@ -54,20 +55,55 @@ for i in range(3000):
     assert_eq!(run.status.code(), Some(0), "stderr: {}", run.stderr);
 
     let expected_out: String = (0..3000).map(|i| format!("out line {i}\n")).collect();
-    let expected_err: String = (0..3000).step_by(4).map(|i| format!("err line {i}\n")).collect();
-    assert_eq!(run.stdout, expected_out, "the child's stdout must reach sentry's stdout unchanged");
-    assert!(run.output_on(1) == expected_out, "captured stdout differs from what was written");
-    assert!(run.output_on(2) == expected_err, "captured stderr differs from what was written");
+    let expected_err: String = (0..3000)
+        .step_by(4)
+        .map(|i| format!("err line {i}\n"))
+        .collect();
+    assert_eq!(
+        run.stdout, expected_out,
+        "the child's stdout must reach sentry's stdout unchanged"
+    );
+    assert!(
+        run.output_on(1) == expected_out,
+        "captured stdout differs from what was written"
+    );
+    assert!(
+        run.output_on(2) == expected_err,
+        "captured stderr differs from what was written"
+    );
 
-    let pid: u64 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let pid: u64 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     for event in &run.events {
-        assert_eq!(event["pid"].as_u64(), Some(pid), "event from an unexpected pid: {event}");
+        assert_eq!(
+            event["pid"].as_u64(),
+            Some(pid),
+            "event from an unexpected pid: {event}"
+        );
     }
     assert_eq!(run.field("events_lost"), 0, "report: {}", run.report);
-    assert_eq!(run.field("writes_counted_only"), 0, "report: {}", run.report);
+    assert_eq!(
+        run.field("writes_counted_only"),
+        0,
+        "report: {}",
+        run.report
+    );
     // 3000 stdout lines, 750 stderr lines and the write of the pid file.
-    assert_eq!(run.field("events_captured"), 3000 + 750 + 1, "report: {}", run.report);
-    assert_eq!(run.field("writes_total"), 3000 + 750 + 1, "report: {}", run.report);
+    assert_eq!(
+        run.field("events_captured"),
+        3000 + 750 + 1,
+        "report: {}",
+        run.report
+    );
+    assert_eq!(
+        run.field("writes_total"),
+        3000 + 750 + 1,
+        "report: {}",
+        run.report
+    );
     let pid_len = pid.to_string().len();
     assert_eq!(
         run.field("bytes_captured"),
@@ -83,7 +119,11 @@ fn grandchildren_are_captured() {
     require_kernel_mode!();
     let run = run_sentry(
         &[],
-        &["sh", "-c", "sh -c 'sh -c \"echo grandchild-says-hi\"'; echo child-says-hi"],
+        &[
+            "sh",
+            "-c",
+            "sh -c 'sh -c \"echo grandchild-says-hi\"'; echo child-says-hi",
+        ],
     );
     assert_eq!(run.status.code(), Some(0), "stderr: {}", run.stderr);
     let texts: Vec<String> = run.events.iter().map(event_text).collect();
@@ -97,7 +137,10 @@ fn grandchildren_are_captured() {
         .iter()
         .find(|e| event_text(e) == "child-says-hi\n")
         .unwrap_or_else(|| panic!("child's line not captured; captured: {texts:?}"));
-    assert_ne!(grandchild["pid"], child["pid"], "the grandchild is a different process");
+    assert_ne!(
+        grandchild["pid"], child["pid"],
+        "the grandchild is a different process"
+    );
 }
 
 #[test]
@@ -111,16 +154,28 @@ fn writes_outside_the_runs_cgroup_are_not_captured() {
         .expect("sh can be started");
     let run = run_sentry(
         &[],
-        &["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do echo inside-$i; sleep 0.05; done"],
+        &[
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5 6 7 8 9 10; do echo inside-$i; sleep 0.05; done",
+        ],
     );
     let _ = outside.kill();
     let _ = outside.wait();
     assert_eq!(run.status.code(), Some(0), "stderr: {}", run.stderr);
     let captured = run.output_on(1);
-    assert!(!captured.contains("OUTSIDE"), "captured a write from outside the run: {captured:?}");
+    assert!(
+        !captured.contains("OUTSIDE"),
+        "captured a write from outside the run: {captured:?}"
+    );
     let expected: String = (1..=10).map(|i| format!("inside-{i}\n")).collect();
     assert_eq!(captured, expected);
-    assert_eq!(run.field("writes_total"), 10, "only the run's own writes are counted: {}", run.report);
+    assert_eq!(
+        run.field("writes_total"),
+        10,
+        "only the run's own writes are counted: {}",
+        run.report
+    );
     assert_accounting(&run);
 }
 
@@ -132,7 +187,11 @@ fn writev_is_captured() {
     };
     let run = run_sentry(
         &[],
-        &[&python, "-c", "import os; os.writev(1, [b'first-iovec ', b'second-iovec\\n'])"],
+        &[
+            &python,
+            "-c",
+            "import os; os.writev(1, [b'first-iovec ', b'second-iovec\\n'])",
+        ],
     );
     assert_eq!(run.status.code(), Some(0), "stderr: {}", run.stderr);
     let event = run
@@ -140,8 +199,16 @@ fn writev_is_captured() {
         .iter()
         .find(|e| event_text(e).starts_with("first-iovec"))
         .unwrap_or_else(|| panic!("writev not captured; events: {:?}", run.events));
-    assert_eq!(event_text(event), "first-iovec ", "the first iovec is captured");
-    assert_eq!(event["written_len"].as_u64(), Some(25), "written_len sums every iovec");
+    assert_eq!(
+        event_text(event),
+        "first-iovec ",
+        "the first iovec is captured"
+    );
+    assert_eq!(
+        event["written_len"].as_u64(),
+        Some(25),
+        "written_len sums every iovec"
+    );
     assert_eq!(event["fd"].as_u64(), Some(1));
 }
 
@@ -151,7 +218,11 @@ fn the_cgroup_is_removed_after_the_run() {
     let run = run_sentry(&[], &["echo", "done"]);
     assert_eq!(run.status.code(), Some(0), "stderr: {}", run.stderr);
     let cgroup = run.cgroup();
-    assert!(!cgroup.exists(), "{} still exists after the run", cgroup.display());
+    assert!(
+        !cgroup.exists(),
+        "{} still exists after the run",
+        cgroup.display()
+    );
 }
 
 #[test]
@@ -162,17 +233,36 @@ fn the_cgroup_is_removed_after_the_child_is_killed() {
     assert_eq!(run.report["signal"].as_i64(), Some(9));
     assert_eq!(run.report["exit_code"].as_i64(), Some(137));
     let cgroup = run.cgroup();
-    assert!(!cgroup.exists(), "{} still exists after the run", cgroup.display());
+    assert!(
+        !cgroup.exists(),
+        "{} still exists after the run",
+        cgroup.display()
+    );
 }
 
 #[test]
 fn background_processes_left_behind_are_killed_with_the_cgroup() {
     require_kernel_mode!();
-    let run = run_sentry(&[], &["sh", "-c", "sleep 300 & echo $! > bg.pid; echo started"]);
+    let run = run_sentry(
+        &[],
+        &["sh", "-c", "sleep 300 & echo $! > bg.pid; echo started"],
+    );
     assert_eq!(run.status.code(), Some(0), "stderr: {}", run.stderr);
-    let bg: i32 = std::fs::read_to_string(run.dir.path().join("bg.pid")).unwrap().trim().parse().unwrap();
-    assert!(!process_exists(bg), "the background sleep {bg} survived the run");
-    assert_eq!(run.field("leftover_processes_killed"), 1, "report: {}", run.report);
+    let bg: i32 = std::fs::read_to_string(run.dir.path().join("bg.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        !process_exists(bg),
+        "the background sleep {bg} survived the run"
+    );
+    assert_eq!(
+        run.field("leftover_processes_killed"),
+        1,
+        "report: {}",
+        run.report
+    );
     assert!(!run.cgroup().exists());
 }
 
@@ -180,30 +270,68 @@ fn background_processes_left_behind_are_killed_with_the_cgroup() {
 fn sigterm_to_sentry_is_forwarded_and_the_cgroup_removed() {
     require_kernel_mode!();
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = sentry_command(&[], &["sh", "-c", "echo $$ > child.pid; exec sleep 300"], dir.path());
-    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut cmd = sentry_command(
+        &[],
+        &["sh", "-c", "echo $$ > child.pid; exec sleep 300"],
+        dir.path(),
+    );
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let stderr = child.stderr.take().unwrap();
     let mut reader = BufReader::new(stderr);
     let mut first = String::new();
     reader.read_line(&mut first).unwrap();
     let cgroup = cgroup_from_stderr(&first).unwrap_or_else(|| panic!("no start line: {first:?}"));
-    assert!(cgroup.exists(), "the run's cgroup {} exists while it runs", cgroup.display());
+    assert!(
+        cgroup.exists(),
+        "the run's cgroup {} exists while it runs",
+        cgroup.display()
+    );
     let pid_file = dir.path().join("child.pid");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !pid_file.exists() || std::fs::read_to_string(&pid_file).unwrap().trim().is_empty() {
+    while !pid_file.exists()
+        || std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .is_empty()
+    {
         assert!(Instant::now() < deadline, "the child never started");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let sleeper: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let sleeper: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     // SAFETY: plain kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
     let status = child.wait().unwrap();
-    let run = finish(status, Vec::new(), format!("{first}{rest}").into_bytes(), dir);
-    assert_eq!(run.status.code(), Some(128 + 15), "sentry exits like its child did; stderr: {}", run.stderr);
-    assert!(!process_exists(sleeper), "the child {sleeper} survived SIGTERM to sentry");
-    assert!(!cgroup.exists(), "{} still exists after SIGTERM", cgroup.display());
+    let run = finish(
+        status,
+        Vec::new(),
+        format!("{first}{rest}").into_bytes(),
+        dir,
+    );
+    assert_eq!(
+        run.status.code(),
+        Some(128 + 15),
+        "sentry exits like its child did; stderr: {}",
+        run.stderr
+    );
+    assert!(
+        !process_exists(sleeper),
+        "the child {sleeper} survived SIGTERM to sentry"
+    );
+    assert!(
+        !cgroup.exists(),
+        "{} still exists after SIGTERM",
+        cgroup.display()
+    );
 }
 
 #[test]
@@ -222,7 +350,8 @@ fn a_missing_command_exits_127_with_a_message() {
     let run = run_sentry(&[], &["sentry-test-no-such-command"]);
     assert_eq!(run.status.code(), Some(127), "stderr: {}", run.stderr);
     assert!(
-        run.stderr.contains("sentry-test-no-such-command: command not found"),
+        run.stderr
+            .contains("sentry-test-no-such-command: command not found"),
         "stderr: {}",
         run.stderr
     );
@@ -236,7 +365,11 @@ fn a_non_executable_file_exits_126_with_a_message() {
     std::fs::write(&script, "echo never\n").unwrap();
     let run = run_sentry(&[], &[script.to_str().unwrap()]);
     assert_eq!(run.status.code(), Some(126), "stderr: {}", run.stderr);
-    assert!(run.stderr.contains("cannot execute"), "stderr: {}", run.stderr);
+    assert!(
+        run.stderr.contains("cannot execute"),
+        "stderr: {}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -248,11 +381,23 @@ fn writes_beyond_the_budget_are_counted_exactly() {
     // A tiny budget (100/s per CPU, burst 20k × cost) still captures the burst, then counts.
     let run = run_sentry(
         &["--capture-budget", "1000"],
-        &[&python, "-c", "import os\nfor i in range(200000): os.write(1, b'x\\n')"],
+        &[
+            &python,
+            "-c",
+            "import os\nfor i in range(200000): os.write(1, b'x\\n')",
+        ],
     );
     assert_eq!(run.status.code(), Some(0), "stderr: {}", run.stderr);
-    assert!(run.field("writes_total") >= 200_000, "report: {}", run.report);
-    assert!(run.field("writes_counted_only") > 0, "the budget must have run out: {}", run.report);
+    assert!(
+        run.field("writes_total") >= 200_000,
+        "report: {}",
+        run.report
+    );
+    assert!(
+        run.field("writes_counted_only") > 0,
+        "the budget must have run out: {}",
+        run.report
+    );
     assert_eq!(run.report["capture_budget_exceeded"], true);
     assert_eq!(run.field("events_captured"), run.events.len() as u64);
     assert_accounting(&run);

@@ -300,7 +300,11 @@ fn summed_rss(pids: &[i32]) -> Option<u64> {
     for pid in pids {
         // A process may exit between reading cgroup.procs and statm: skip it.
         if let Ok(statm) = fs::read_to_string(format!("/proc/{pid}/statm")) {
-            if let Some(resident) = statm.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()) {
+            if let Some(resident) = statm
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+            {
                 total += resident * page;
             }
         }
@@ -406,16 +410,26 @@ mod tests {
     fn finds_cgroup2_on_hybrid_and_pure_hosts() {
         let hybrid = "30 24 0:26 / /sys/fs/cgroup ro,nosuid shared:9 - tmpfs tmpfs ro,mode=755\n\
                       31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid shared:10 - cgroup2 cgroup2 rw\n";
-        assert_eq!(find_mount(hybrid, "cgroup2"), Some(PathBuf::from("/sys/fs/cgroup/unified")));
-        let pure = "35 24 0:30 / /sys/fs/cgroup rw,nosuid shared:9 - cgroup2 cgroup2 rw,nsdelegate\n";
-        assert_eq!(find_mount(pure, "cgroup2"), Some(PathBuf::from("/sys/fs/cgroup")));
+        assert_eq!(
+            find_mount(hybrid, "cgroup2"),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        let pure =
+            "35 24 0:30 / /sys/fs/cgroup rw,nosuid shared:9 - cgroup2 cgroup2 rw,nsdelegate\n";
+        assert_eq!(
+            find_mount(pure, "cgroup2"),
+            Some(PathBuf::from("/sys/fs/cgroup"))
+        );
         assert_eq!(find_mount(pure, "tracefs"), None);
     }
 
     #[test]
     fn unescapes_mount_points_with_spaces() {
         let line = "40 24 0:40 / /mnt/my\\040dir rw - tracefs nodev rw\n";
-        assert_eq!(find_mount(line, "tracefs"), Some(PathBuf::from("/mnt/my dir")));
+        assert_eq!(
+            find_mount(line, "tracefs"),
+            Some(PathBuf::from("/mnt/my dir"))
+        );
     }
 
     #[test]

@@ -181,10 +181,11 @@ fn check_privileges() -> Result<(), KernelError> {
 
 /// Mounts tracefs at /sys/kernel/tracing unless it is mounted where aya looks for it.
 pub fn ensure_tracefs() -> Result<(), KernelError> {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(|source| KernelError::Io {
-        what: "cannot read /proc/self/mountinfo",
-        source,
-    })?;
+    let mountinfo =
+        fs::read_to_string("/proc/self/mountinfo").map_err(|source| KernelError::Io {
+            what: "cannot read /proc/self/mountinfo",
+            source,
+        })?;
     let mounted = mountinfo.lines().any(|line| {
         let Some((left, right)) = line.split_once(" - ") else {
             return false;
@@ -192,7 +193,10 @@ pub fn ensure_tracefs() -> Result<(), KernelError> {
         let fstype = right.split_whitespace().next();
         let point = left.split_whitespace().nth(4);
         fstype == Some("tracefs")
-            && matches!(point, Some("/sys/kernel/tracing" | "/sys/kernel/debug/tracing"))
+            && matches!(
+                point,
+                Some("/sys/kernel/tracing" | "/sys/kernel/debug/tracing")
+            )
     });
     if mounted {
         return Ok(());
@@ -251,16 +255,20 @@ impl Probe {
                 .attach(common::TRACEPOINT_CATEGORY, tracepoint)
                 .map_err(|e| probe_error("attach")(&error_chain(&e)))?;
         }
-        let runs_map = ebpf.take_map(common::MAP_RUNS).ok_or_else(|| KernelError::Probe {
-            what: "find",
-            detail: format!("map {} is not in the object", common::MAP_RUNS),
-        })?;
-        let runs = aya::maps::PerCpuHashMap::try_from(runs_map)
-            .map_err(|e| probe_error("open")(&e))?;
-        let events_map = ebpf.take_map(common::MAP_EVENTS).ok_or_else(|| KernelError::Probe {
-            what: "find",
-            detail: format!("map {} is not in the object", common::MAP_EVENTS),
-        })?;
+        let runs_map = ebpf
+            .take_map(common::MAP_RUNS)
+            .ok_or_else(|| KernelError::Probe {
+                what: "find",
+                detail: format!("map {} is not in the object", common::MAP_RUNS),
+            })?;
+        let runs =
+            aya::maps::PerCpuHashMap::try_from(runs_map).map_err(|e| probe_error("open")(&e))?;
+        let events_map = ebpf
+            .take_map(common::MAP_EVENTS)
+            .ok_or_else(|| KernelError::Probe {
+                what: "find",
+                detail: format!("map {} is not in the object", common::MAP_EVENTS),
+            })?;
         let events =
             aya::maps::RingBuf::try_from(events_map).map_err(|e| probe_error("open")(&e))?;
         let ncpus = aya::util::nr_cpus().map_err(|(what, e)| KernelError::Probe {

@@ -84,10 +84,15 @@ pub fn resolve(program: &OsStr) -> Result<PathBuf, SpawnError> {
         let path = PathBuf::from(program);
         return check_executable(&path, &name).map(|()| path);
     }
-    let search = env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
+    let search =
+        env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
     let mut non_executable = None;
     for dir in env::split_paths(&search) {
-        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
         let candidate = dir.join(program);
         if !candidate.exists() {
             continue;
@@ -160,6 +165,10 @@ mod tests {
     #[test]
     fn finds_commands_on_path() {
         let path = resolve(OsStr::new("sh")).unwrap();
-        assert!(path.is_absolute() || path.starts_with("."), "{}", path.display());
+        assert!(
+            path.is_absolute() || path.starts_with("."),
+            "{}",
+            path.display()
+        );
     }
 }

@@ -105,7 +105,9 @@ impl EventsWriter {
             Ok(text) => ("utf8", std::borrow::Cow::Borrowed(text)),
             Err(_) => (
                 "base64",
-                std::borrow::Cow::Owned(base64::engine::general_purpose::STANDARD.encode(&chunk.bytes)),
+                std::borrow::Cow::Owned(
+                    base64::engine::general_purpose::STANDARD.encode(&chunk.bytes),
+                ),
             ),
         };
         let line = EventLine {
@@ -136,8 +138,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.jsonl");
         let mut writer = EventsWriter::create(&path).unwrap();
-        let text = OutputChunk { pid: 7, fd: 1, at: Duration::from_nanos(5), bytes: b"hi \"x\"\n".to_vec(), written_len: 7 };
-        let binary = OutputChunk { pid: 7, fd: 2, at: Duration::from_nanos(9), bytes: vec![0xff, 0, 1], written_len: 3 };
+        let text = OutputChunk {
+            pid: 7,
+            fd: 1,
+            at: Duration::from_nanos(5),
+            bytes: b"hi \"x\"\n".to_vec(),
+            written_len: 7,
+        };
+        let binary = OutputChunk {
+            pid: 7,
+            fd: 2,
+            at: Duration::from_nanos(9),
+            bytes: vec![0xff, 0, 1],
+            written_len: 3,
+        };
         writer.write(&text).unwrap();
         writer.write(&binary).unwrap();
         writer.finish().unwrap();

@@ -127,10 +127,14 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
         floor_probe: options.floor_probe,
     };
     let mut events = match &options.events {
-        Some(path) => Some(EventsWriter::create(path).map_err(|source| SuperviseError::Output {
-            path: path.clone(),
-            source,
-        })?),
+        Some(path) => {
+            Some(
+                EventsWriter::create(path).map_err(|source| SuperviseError::Output {
+                    path: path.clone(),
+                    source,
+                })?,
+            )
+        }
         None => None,
     };
     // Watched before the child starts: a signal arriving while it starts waits in
@@ -158,7 +162,11 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
     let control = run.control();
     eprintln!(
         "sentry: mode kernel (eBPF write capture{}, cgroup {}), pid {}",
-        if options.floor_probe { ", FLOOR probe: nothing captured" } else { "" },
+        if options.floor_probe {
+            ", FLOOR probe: nothing captured"
+        } else {
+            ""
+        },
         control.cgroup_path().display(),
         control.pid()
     );
@@ -231,7 +239,8 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
         let _ = thread.join();
     }
     drop(run);
-    let end = end.ok_or_else(|| SuperviseError::Start("the capture thread ended without a result".into()))?;
+    let end = end
+        .ok_or_else(|| SuperviseError::Start("the capture thread ended without a result".into()))?;
 
     if let (Some(writer), Some(path)) = (events, &options.events) {
         let flushed = writer.finish();
@@ -285,13 +294,20 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
         capture_budget_per_s: totals.capture_budget_per_s,
         capture_budget_exceeded: totals.writes_counted_only > 0,
         leftover_processes_killed: end.leftover_pids,
-        probe: if options.floor_probe { "floor" } else { "capture" }.to_string(),
+        probe: if options.floor_probe {
+            "floor"
+        } else {
+            "capture"
+        }
+        .to_string(),
     };
     if let Some(path) = &options.report {
-        report.write_to(path).map_err(|source| SuperviseError::Output {
-            path: path.clone(),
-            source,
-        })?;
+        report
+            .write_to(path)
+            .map_err(|source| SuperviseError::Output {
+                path: path.clone(),
+                source,
+            })?;
     }
     Ok(RunOutcome { report })
 }
