@@ -27,6 +27,18 @@ pub const DEFAULT_CAPTURE_BUDGET_PER_S: u64 = 200_000;
 /// Burst allowance of the budget, in captures: 0.1 s worth at the default rate.
 pub const DEFAULT_CAPTURE_BURST: u64 = 20_000;
 
+/// 64-bit words in the probe's cgroup pre-filter bitmap (4096 bits, a power of two).
+pub const FILTER_WORDS: u32 = 64;
+
+/// Where cgroup `id` sits in the pre-filter bitmap: (word index, bit mask). Untracked
+/// processes are turned away by this test alone, an inlined array load, before the hash
+/// lookup; a collision only costs the lookup, never a wrong capture.
+pub const fn filter_slot(id: u64) -> (u32, u64) {
+    (((id >> 6) as u32) & (FILTER_WORDS - 1), 1u64 << (id & 63))
+}
+
+/// Name of the cgroup pre-filter bitmap (array of [`FILTER_WORDS`] `u64`).
+pub const MAP_FILTER: &str = "SENTRY_FILTER";
 /// Name of the map of tracked cgroups (key: cgroup id, value: [`RunCounters`], per CPU).
 pub const MAP_RUNS: &str = "SENTRY_RUNS";
 /// Name of the ring buffer carrying [`WriteHeader`] + payload records.

@@ -17,15 +17,20 @@ use aya_ebpf::{
         bpf_probe_read_user_buf,
     },
     macros::{map, tracepoint},
-    maps::{PerCpuHashMap, RingBuf},
+    maps::{Array, PerCpuHashMap, RingBuf},
     programs::TracePointContext,
     EbpfContext,
 };
 use sentry_common::{
-    RunCounters, WriteHeader, WriteRecord, BUDGET_RECHECK_EVERY, FLAG_READ_FAILED,
-    MAX_CAPTURE_BYTES, MAX_SUMMED_IOVECS, MAX_TRACKED_CGROUPS, PAYLOAD_SIZE_CLASSES,
-    RING_BUFFER_BYTES, SYSCALL_WRITE, SYSCALL_WRITEV,
+    filter_slot, RunCounters, WriteHeader, WriteRecord, BUDGET_RECHECK_EVERY, FILTER_WORDS,
+    FLAG_READ_FAILED, MAX_CAPTURE_BYTES, MAX_SUMMED_IOVECS, MAX_TRACKED_CGROUPS,
+    PAYLOAD_SIZE_CLASSES, RING_BUFFER_BYTES, SYSCALL_WRITE, SYSCALL_WRITEV,
 };
+
+/// Bitmap of tracked cgroup ids (see `filter_slot`): the first, cheapest test. The verifier
+/// inlines array lookups, so untracked processes pay a few loads, no hash.
+#[map(name = "SENTRY_FILTER")]
+static FILTER: Array<u64> = Array::with_max_entries(FILTER_WORDS, 0);
 
 /// Tracked runs: cgroup id → per-CPU counters and budget. Doubles as the filter.
 #[map(name = "SENTRY_RUNS")]
@@ -61,9 +66,22 @@ fn arg(ctx: &TracePointContext, n: usize) -> u64 {
     }
 }
 
+/// Whether `cgroup_id` may be tracked (false means certainly not).
+#[inline(always)]
+fn maybe_tracked(cgroup_id: u64) -> bool {
+    let (word, mask) = filter_slot(cgroup_id);
+    match FILTER.get(word) {
+        Some(bits) => bits & mask != 0,
+        None => false,
+    }
+}
+
 #[tracepoint(category = "syscalls", name = "sys_enter_write")]
 pub fn sentry_write(ctx: TracePointContext) -> u32 {
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    if !maybe_tracked(cgroup_id) {
+        return 0;
+    }
     let Some(run) = RUNS.get_ptr_mut(&cgroup_id) else {
         return 0;
     };
@@ -83,6 +101,9 @@ pub fn sentry_write(ctx: TracePointContext) -> u32 {
 #[tracepoint(category = "syscalls", name = "sys_enter_writev")]
 pub fn sentry_writev(ctx: TracePointContext) -> u32 {
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    if !maybe_tracked(cgroup_id) {
+        return 0;
+    }
     let Some(run) = RUNS.get_ptr_mut(&cgroup_id) else {
         return 0;
     };

@@ -219,6 +219,7 @@ struct Probe {
     // Keeps the programs attached; dropping it detaches them.
     _ebpf: aya::Ebpf,
     runs: aya::maps::PerCpuHashMap<aya::maps::MapData, u64, sentry_common::RunCounters>,
+    filter: aya::maps::Array<aya::maps::MapData, u64>,
     events: aya::maps::RingBuf<aya::maps::MapData>,
     ncpus: usize,
 }
@@ -263,6 +264,13 @@ impl Probe {
             })?;
         let runs =
             aya::maps::PerCpuHashMap::try_from(runs_map).map_err(|e| probe_error("open")(&e))?;
+        let filter_map = ebpf
+            .take_map(common::MAP_FILTER)
+            .ok_or_else(|| KernelError::Probe {
+                what: "find",
+                detail: format!("map {} is not in the object", common::MAP_FILTER),
+            })?;
+        let filter = aya::maps::Array::try_from(filter_map).map_err(|e| probe_error("open")(&e))?;
         let events_map = ebpf
             .take_map(common::MAP_EVENTS)
             .ok_or_else(|| KernelError::Probe {
@@ -278,6 +286,7 @@ impl Probe {
         Ok(Probe {
             _ebpf: ebpf,
             runs,
+            filter,
             events,
             ncpus,
         })
@@ -292,11 +301,27 @@ impl Probe {
             .map_err(|e| probe_error("configure")(&e))?;
         self.runs
             .insert(cgroup_id, values, 0)
+            .map_err(|e| probe_error("configure")(&e))?;
+        // The counters must exist before the pre-filter lets the run's writes through.
+        self.set_filter_bit(cgroup_id, true)
+    }
+
+    fn set_filter_bit(&mut self, cgroup_id: u64, on: bool) -> Result<(), KernelError> {
+        let (word, mask) = sentry_common::filter_slot(cgroup_id);
+        let bits = self
+            .filter
+            .get(&word, 0)
+            .map_err(|e| probe_error("configure")(&e))?;
+        let bits = if on { bits | mask } else { bits & !mask };
+        self.filter
+            .set(word, bits, 0)
             .map_err(|e| probe_error("configure")(&e))
     }
 
     fn untrack(&mut self, cgroup_id: u64) {
-        // Failure only means it is already gone.
+        // This probe instance tracks one run, so its bit can be cleared. Failures only mean
+        // it is already gone.
+        let _ = self.set_filter_bit(cgroup_id, false);
         let _ = self.runs.remove(&cgroup_id);
     }
 
