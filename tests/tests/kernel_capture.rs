@@ -427,3 +427,63 @@ fn the_child_keeps_a_terminal() {
     assert!(text.contains("child-has-a-tty"), "output: {text}");
     assert!(Path::new(&dir.path().join("r.json")).exists());
 }
+
+#[test]
+fn large_writes_are_captured_as_a_prefix_with_their_full_length() {
+    require_kernel_mode!();
+    let Some(python) = python3() else {
+        panic!("python3 is needed for this test");
+    };
+    let run = run_sentry(
+        &[],
+        &[&python, "-c", "import os; os.write(1, b'y' * 10000)"],
+    );
+    assert_eq!(run.status.code(), Some(0), "stderr: {}", run.stderr);
+    let event = run
+        .events
+        .iter()
+        .find(|e| e["written_len"].as_u64() == Some(10000))
+        .unwrap_or_else(|| panic!("the 10000-byte write was not captured: {:?}", run.events));
+    assert_eq!(
+        event_text(event),
+        "y".repeat(4096),
+        "payloads are capped at 4096 bytes"
+    );
+}
+
+#[test]
+fn stale_cgroups_of_dead_sentry_processes_are_removed_on_start() {
+    require_kernel_mode!();
+    // Learn the cgroup parent from a real run, then plant a run directory whose owner is dead.
+    let first = run_sentry(&[], &["true"]);
+    let parent = first
+        .cgroup()
+        .parent()
+        .expect("run cgroups have a parent")
+        .to_path_buf();
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id();
+    gone.wait().unwrap();
+    let stale = parent.join(format!("run-{dead_pid}-0"));
+    std::fs::create_dir(&stale).expect("creating a cgroup directory as root");
+    let run = run_sentry(&[], &["true"]);
+    assert_eq!(run.status.code(), Some(0), "stderr: {}", run.stderr);
+    let still_there = stale.exists();
+    if still_there {
+        let _ = std::fs::remove_dir(&stale);
+    }
+    assert!(
+        !still_there,
+        "the stale cgroup {} was not removed",
+        stale.display()
+    );
+}
+
+#[test]
+fn memory_and_pids_are_sampled_while_the_tree_runs() {
+    require_kernel_mode!();
+    let run = run_sentry(&[], &["sh", "-c", "sleep 0.4 & sleep 0.4; wait"]);
+    assert_eq!(run.status.code(), Some(0), "stderr: {}", run.stderr);
+    assert!(run.field("pids_peak") >= 2, "report: {}", run.report);
+    assert!(run.field("mem_peak_bytes") > 0, "report: {}", run.report);
+}

@@ -583,13 +583,15 @@ struct Drain {
 
 impl Drain {
     fn run(mut self) {
-        let mut next_sample = self.started + self.sample_interval;
+        // The first sample comes early so that even a short run has one taken while its
+        // processes are alive (peaks of memory and pids).
+        let mut next_sample = self.started + self.sample_interval.min(Duration::from_millis(50));
         let status = loop {
             self.wait_for_events(Duration::from_millis(1));
             self.drain();
             if Instant::now() >= next_sample {
                 self.sample();
-                next_sample += self.sample_interval;
+                next_sample = Instant::now() + self.sample_interval;
             }
             match self.child.try_wait() {
                 Ok(Some(status)) => break Some(status),
