@@ -1,3 +1,190 @@
 //! `#[repr(C)]` records, map key/value types and limits shared by the eBPF program
-//! (`sentry-ebpf`) and user space (`sentry`). Nothing else lives here.
+//! (`sentry-ebpf`) and user space (`sentry`). Nothing else lives here: no logic beyond tiny
+//! `const fn`s, so that both sides agree on every byte and every limit from one definition.
 #![no_std]
+
+/// Most payload bytes captured from one `write()`/`writev()`. Larger writes are captured as a
+/// prefix of this many bytes (their full length is still recorded). 4 KiB covers a terminal
+/// line, a typical log record and a full stdio buffer flush of an interactive program.
+pub const MAX_CAPTURE_BYTES: usize = 4096;
+
+/// Payload sizes the probe reserves in the ring buffer: the smallest class that holds the
+/// written bytes is used, so a 20-byte line costs a 64-byte payload, not 4 KiB. The verifier
+/// needs a constant reservation size, hence classes rather than the exact length.
+pub const PAYLOAD_SIZE_CLASSES: [usize; 4] = [64, 256, 1024, MAX_CAPTURE_BYTES];
+
+/// Size of the write-event ring buffer in bytes (a power of two multiple of the page size).
+pub const RING_BUFFER_BYTES: u32 = 4 << 20;
+
+/// How many cgroups (runs) the probe can track at once.
+pub const MAX_TRACKED_CGROUPS: u32 = 1024;
+
+/// Default capture budget: full captures per second per run on each CPU. Beyond it writes are
+/// only counted and their bytes summed. 200k/s keeps the probe's cost near the tracepoint floor
+/// (measured, see DESIGN.md section 7) while capturing far more than any human-readable output.
+pub const DEFAULT_CAPTURE_BUDGET_PER_S: u64 = 200_000;
+
+/// Burst allowance of the budget, in captures: 0.1 s worth at the default rate.
+pub const DEFAULT_CAPTURE_BURST: u64 = 20_000;
+
+/// 64-bit words in the probe's cgroup pre-filter bitmap (4096 bits, a power of two).
+pub const FILTER_WORDS: u32 = 64;
+
+/// Where cgroup `id` sits in the pre-filter bitmap: (word index, bit mask). Untracked
+/// processes are turned away by this test alone, an inlined array load, before the hash
+/// lookup; a collision only costs the lookup, never a wrong capture.
+pub const fn filter_slot(id: u64) -> (u32, u64) {
+    (((id >> 6) as u32) & (FILTER_WORDS - 1), 1u64 << (id & 63))
+}
+
+/// Name of the cgroup pre-filter bitmap (array of [`FILTER_WORDS`] `u64`).
+pub const MAP_FILTER: &str = "SENTRY_FILTER";
+/// Name of the map of tracked cgroups (key: cgroup id, value: [`RunCounters`], per CPU).
+pub const MAP_RUNS: &str = "SENTRY_RUNS";
+/// Name of the ring buffer carrying [`WriteHeader`] + payload records.
+pub const MAP_EVENTS: &str = "SENTRY_EVENTS";
+/// Program attached to `syscalls/sys_enter_write`.
+pub const PROG_WRITE: &str = "sentry_write";
+/// Program attached to `syscalls/sys_enter_writev`.
+pub const PROG_WRITEV: &str = "sentry_writev";
+/// No-op program (returns 0 at once) used as the benchmark's floor on `sys_enter_write`.
+pub const PROG_FLOOR: &str = "sentry_floor";
+/// Tracepoint category of the attach points.
+pub const TRACEPOINT_CATEGORY: &str = "syscalls";
+/// Tracepoint of `write()`.
+pub const TRACEPOINT_WRITE: &str = "sys_enter_write";
+/// Tracepoint of `writev()`.
+pub const TRACEPOINT_WRITEV: &str = "sys_enter_writev";
+
+/// [`WriteHeader::syscall`] value for `write()`.
+pub const SYSCALL_WRITE: u32 = 0;
+/// [`WriteHeader::syscall`] value for `writev()`.
+pub const SYSCALL_WRITEV: u32 = 1;
+
+/// [`WriteHeader::flags`] bit: the kernel refused to read the user buffer (e.g. a page that
+/// was not resident); the write is recorded with an empty payload.
+pub const FLAG_READ_FAILED: u32 = 1;
+
+/// Header of one ring-buffer record; the payload follows it directly, in a buffer of one of
+/// [`PAYLOAD_SIZE_CLASSES`] bytes of which the first `captured_len` are valid.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteHeader {
+    /// cgroup v2 id of the writer (the run it belongs to).
+    pub cgroup_id: u64,
+    /// `CLOCK_MONOTONIC` time of the syscall entry, in nanoseconds.
+    pub ts_ns: u64,
+    /// Bytes the process asked to write (all iovecs summed for `writev`, up to
+    /// [`MAX_SUMMED_IOVECS`]).
+    pub written_len: u64,
+    /// Process id (thread-group id).
+    pub tgid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// File descriptor written to.
+    pub fd: u32,
+    /// Valid payload bytes that follow the header.
+    pub captured_len: u32,
+    /// [`SYSCALL_WRITE`] or [`SYSCALL_WRITEV`].
+    pub syscall: u32,
+    /// `FLAG_*` bits.
+    pub flags: u32,
+}
+
+/// Byte size of [`WriteHeader`] (the payload starts at this offset).
+pub const WRITE_HEADER_BYTES: usize = core::mem::size_of::<WriteHeader>();
+
+/// One ring-buffer record with an `N`-byte payload buffer (`N` one of
+/// [`PAYLOAD_SIZE_CLASSES`]).
+#[repr(C)]
+pub struct WriteRecord<const N: usize> {
+    /// What was written, by whom, when.
+    pub header: WriteHeader,
+    /// The first `header.captured_len` bytes are the payload.
+    pub payload: [u8; N],
+}
+
+/// Once the budget is spent, the probe reads the clock (a clocksource read that costs tens of
+/// ns, more than the rest of the counted-only path) only on every this many writes. Counting
+/// stays exact; captures resume at most this many writes after credit returns.
+pub const BUDGET_RECHECK_EVERY: u64 = 16;
+
+/// How many iovecs of a `writev()` the probe sums into `written_len`; the payload is taken
+/// from the first iovec only. glibc and most runtimes use 2-3 iovecs.
+pub const MAX_SUMMED_IOVECS: u32 = 8;
+
+/// Per-run state in the probe, one copy per CPU (so the probe never needs atomics): counters
+/// of what happened to every write of the run, and the token bucket of the capture budget.
+///
+/// Invariant kept by the probe on each CPU: `writes == captured + counted_only + ring_full`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunCounters {
+    /// Every `write()`/`writev()` of the run.
+    pub writes: u64,
+    /// Bytes asked to be written by those calls.
+    pub write_bytes: u64,
+    /// Writes sent to user space as a record.
+    pub captured: u64,
+    /// Writes over the capture budget: counted and summed only.
+    pub counted_only: u64,
+    /// Bytes of the counted-only writes.
+    pub counted_only_bytes: u64,
+    /// Writes whose record could not be reserved because the ring buffer was full.
+    pub ring_full: u64,
+    /// Token bucket credit, in nanoseconds of budget time.
+    pub credit_ns: u64,
+    /// When credit was last refilled (`CLOCK_MONOTONIC` ns); 0 = never.
+    pub refill_ns: u64,
+    /// Cost of one capture in credit (1e9 / captures per second); set by user space.
+    pub cost_ns: u64,
+    /// Credit ceiling (cost × burst); set by user space.
+    pub burst_ns: u64,
+    /// Counted-only writes left before the probe reads the clock again to refill.
+    pub recheck: u64,
+}
+
+impl RunCounters {
+    /// Fresh state for a run capturing at most `per_s` writes per second per CPU, with a burst
+    /// of `burst` captures.
+    pub const fn with_budget(per_s: u64, burst: u64) -> Self {
+        // A zero budget means "never capture": a cost no credit can reach.
+        let cost_ns = match 1_000_000_000u64.checked_div(per_s) {
+            Some(cost) => cost,
+            None => u64::MAX / 2,
+        };
+        let burst_ns = cost_ns.saturating_mul(burst);
+        RunCounters {
+            writes: 0,
+            write_bytes: 0,
+            captured: 0,
+            counted_only: 0,
+            counted_only_bytes: 0,
+            ring_full: 0,
+            credit_ns: burst_ns,
+            refill_ns: 0,
+            cost_ns,
+            burst_ns,
+            recheck: 0,
+        }
+    }
+
+    /// Adds another CPU's counters to these (the bucket fields are not summed).
+    pub fn accumulate(&mut self, other: &RunCounters) {
+        self.writes += other.writes;
+        self.write_bytes += other.write_bytes;
+        self.captured += other.captured;
+        self.counted_only += other.counted_only;
+        self.counted_only_bytes += other.counted_only_bytes;
+        self.ring_full += other.ring_full;
+    }
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain `#[repr(C)]` integers without padding holes that matter: any bit pattern
+    // is a valid value.
+    unsafe impl aya::Pod for super::WriteHeader {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::RunCounters {}
+}

@@ -7,5 +7,8 @@
 //! plain types in [`model`]. This crate is not the eBPF program (that is `sentry-ebpf`) and not
 //! the build tooling (that is `xtask`).
 
+pub mod capture;
 pub mod cli;
 pub mod model;
+pub mod report;
+pub mod supervise;

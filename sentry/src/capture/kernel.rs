@@ -1,0 +1,718 @@
+//! The kernel capture backend: the command runs in a dedicated cgroup v2 that it enters
+//! before `exec` (so not even its first write is missed), an eBPF probe on the
+//! `write()`/`writev()` tracepoints captures what processes of that cgroup write, and the
+//! cgroup's own files give CPU, pressure, memory and pids. The child keeps its real
+//! stdin/stdout/stderr: a TTY stays a TTY.
+//!
+//! One thread per run drains the ring buffer (on `poll` with a 1 ms timeout, in batches),
+//! samples the cgroup, notices the child's exit, kills whatever is left of the tree, and
+//! removes the cgroup. Everything it sees goes out as [`Observation`]s on a channel.
+
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::cgroup::{self, CgroupError, RunCgroup};
+use super::spawn::{self, SpawnError};
+use super::{CaptureTotals, Observation, RunEnd, RunSpec};
+use crate::model::{OutputChunk, Sample};
+
+/// Where tracefs is mounted when it is not mounted yet (aya looks there).
+const TRACEFS_PATH: &str = "/sys/kernel/tracing";
+
+/// How many observations may wait for the consumer before the drain thread blocks (and the
+/// ring buffer, not sentry's memory, absorbs the backlog, with exact loss accounting).
+const CHANNEL_DEPTH: usize = 1 << 16;
+
+/// Why the kernel backend cannot run here, or failed while starting.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// The build had no eBPF toolchain.
+    #[error(
+        "this sentry was built without its eBPF probe (the eBPF toolchain was missing at build \
+         time), so kernel mode is unavailable: run `cargo xtask setup` and rebuild"
+    )]
+    NotBuilt,
+    /// Not root and lacking the capabilities.
+    #[error(
+        "kernel mode needs root, or the capabilities CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN, to \
+         load the eBPF probe and create cgroups; this process (uid {uid}) has {missing}: rerun \
+         with sudo (e.g. `sudo -E sentry run …`)"
+    )]
+    NotPrivileged {
+        /// Effective uid.
+        uid: u32,
+        /// Which capabilities are missing, in words.
+        missing: String,
+    },
+    /// No kernel BTF.
+    #[error(
+        "the kernel exposes no BTF type information (/sys/kernel/btf/vmlinux is missing); kernel \
+         mode needs a kernel built with CONFIG_DEBUG_INFO_BTF=y (standard on current \
+         Debian/Ubuntu/Fedora kernels)"
+    )]
+    NoBtf,
+    /// tracefs absent and cannot be mounted.
+    #[error(
+        "tracefs is not mounted and mounting it at {path} failed ({source}); mount it by hand: \
+         `mount -t tracefs nodev {path}`"
+    )]
+    Tracefs {
+        /// Where it was to be mounted.
+        path: PathBuf,
+        /// The mount error.
+        source: nix::Error,
+    },
+    /// The run's cgroup could not be set up.
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    /// The probe could not be loaded or attached.
+    #[error("cannot {what} the eBPF probe: {detail}")]
+    Probe {
+        /// load / attach / configure.
+        what: &'static str,
+        /// The loader's error chain.
+        detail: String,
+    },
+    /// The command could not be started.
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    /// Other system failure.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+impl KernelError {
+    /// True when the host (build, privileges, kernel features) rules kernel mode out, as
+    /// opposed to a failure of this particular run.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            KernelError::NotBuilt
+                | KernelError::NotPrivileged { .. }
+                | KernelError::NoBtf
+                | KernelError::Tracefs { .. }
+                | KernelError::Cgroup(CgroupError::NoCgroup2 | CgroupError::ReadOnly { .. })
+        )
+    }
+}
+
+fn probe_error(what: &'static str) -> impl FnOnce(&dyn std::fmt::Display) -> KernelError {
+    move |err| KernelError::Probe {
+        what,
+        detail: err.to_string(),
+    }
+}
+
+/// Checks what kernel mode needs of the host, in the order a user would fix them: a build
+/// with the probe, privileges, BTF. tracefs and cgroups are checked when they are used.
+pub fn check_host() -> Result<(), KernelError> {
+    if PROBE_OBJECT.is_none() {
+        return Err(KernelError::NotBuilt);
+    }
+    check_privileges()?;
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Err(KernelError::NoBtf);
+    }
+    Ok(())
+}
+
+#[cfg(sentry_ebpf)]
+static PROBE_OBJECT: Option<&[u8]> = Some(aya::include_bytes_aligned!(concat!(
+    env!("OUT_DIR"),
+    "/sentry-probe"
+)));
+#[cfg(not(sentry_ebpf))]
+static PROBE_OBJECT: Option<&[u8]> = None;
+
+/// Whether this binary embeds the eBPF probe.
+pub fn built_with_probe() -> bool {
+    PROBE_OBJECT.is_some()
+}
+
+fn check_privileges() -> Result<(), KernelError> {
+    let uid = nix::unistd::geteuid().as_raw();
+    if uid == 0 {
+        return Ok(());
+    }
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let caps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
+    let missing: Vec<&str> = [
+        (CAP_BPF, "CAP_BPF"),
+        (CAP_PERFMON, "CAP_PERFMON"),
+        (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| caps & (1u64 << bit) == 0)
+    .map(|(_, name)| name)
+    .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(KernelError::NotPrivileged {
+        uid,
+        missing: format!("no {}", missing.join(", no ")),
+    })
+}
+
+/// Mounts tracefs at /sys/kernel/tracing unless it is mounted where aya looks for it.
+pub fn ensure_tracefs() -> Result<(), KernelError> {
+    let mountinfo =
+        fs::read_to_string("/proc/self/mountinfo").map_err(|source| KernelError::Io {
+            what: "cannot read /proc/self/mountinfo",
+            source,
+        })?;
+    let mounted = mountinfo.lines().any(|line| {
+        let Some((left, right)) = line.split_once(" - ") else {
+            return false;
+        };
+        let fstype = right.split_whitespace().next();
+        let point = left.split_whitespace().nth(4);
+        fstype == Some("tracefs")
+            && matches!(
+                point,
+                Some("/sys/kernel/tracing" | "/sys/kernel/debug/tracing")
+            )
+    });
+    if mounted {
+        return Ok(());
+    }
+    nix::mount::mount(
+        Some("nodev"),
+        TRACEFS_PATH,
+        Some("tracefs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|source| KernelError::Tracefs {
+        path: PathBuf::from(TRACEFS_PATH),
+        source,
+    })
+}
+
+/// The loaded and attached probe with its two maps.
+struct Probe {
+    // Keeps the programs attached; dropping it detaches them.
+    _ebpf: aya::Ebpf,
+    runs: aya::maps::PerCpuHashMap<aya::maps::MapData, u64, sentry_common::RunCounters>,
+    filter: aya::maps::Array<aya::maps::MapData, u64>,
+    events: aya::maps::RingBuf<aya::maps::MapData>,
+    ncpus: usize,
+}
+
+impl Probe {
+    fn load(floor: bool) -> Result<Probe, KernelError> {
+        use aya::programs::TracePoint;
+        use sentry_common as common;
+
+        let object = PROBE_OBJECT.ok_or(KernelError::NotBuilt)?;
+        ensure_tracefs()?;
+        let mut ebpf = aya::Ebpf::load(object).map_err(|e| probe_error("load")(&e))?;
+        let programs: &[(&str, &str)] = if floor {
+            &[(common::PROG_FLOOR, common::TRACEPOINT_WRITE)]
+        } else {
+            &[
+                (common::PROG_WRITE, common::TRACEPOINT_WRITE),
+                (common::PROG_WRITEV, common::TRACEPOINT_WRITEV),
+            ]
+        };
+        for (name, tracepoint) in programs {
+            let program: &mut TracePoint = ebpf
+                .program_mut(name)
+                .ok_or_else(|| KernelError::Probe {
+                    what: "find",
+                    detail: format!("program {name} is not in the object"),
+                })?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| probe_error("load")(&e))?;
+            program
+                .load()
+                .map_err(|e| probe_error("load")(&error_chain(&e)))?;
+            program
+                .attach(common::TRACEPOINT_CATEGORY, tracepoint)
+                .map_err(|e| probe_error("attach")(&error_chain(&e)))?;
+        }
+        let runs_map = ebpf
+            .take_map(common::MAP_RUNS)
+            .ok_or_else(|| KernelError::Probe {
+                what: "find",
+                detail: format!("map {} is not in the object", common::MAP_RUNS),
+            })?;
+        let runs =
+            aya::maps::PerCpuHashMap::try_from(runs_map).map_err(|e| probe_error("open")(&e))?;
+        let filter_map = ebpf
+            .take_map(common::MAP_FILTER)
+            .ok_or_else(|| KernelError::Probe {
+                what: "find",
+                detail: format!("map {} is not in the object", common::MAP_FILTER),
+            })?;
+        let filter = aya::maps::Array::try_from(filter_map).map_err(|e| probe_error("open")(&e))?;
+        let events_map = ebpf
+            .take_map(common::MAP_EVENTS)
+            .ok_or_else(|| KernelError::Probe {
+                what: "find",
+                detail: format!("map {} is not in the object", common::MAP_EVENTS),
+            })?;
+        let events =
+            aya::maps::RingBuf::try_from(events_map).map_err(|e| probe_error("open")(&e))?;
+        let ncpus = aya::util::nr_cpus().map_err(|(what, e)| KernelError::Probe {
+            what: "size",
+            detail: format!("{what}: {e}"),
+        })?;
+        Ok(Probe {
+            _ebpf: ebpf,
+            runs,
+            filter,
+            events,
+            ncpus,
+        })
+    }
+
+    fn track(&mut self, cgroup_id: u64, budget_per_s: u64) -> Result<(), KernelError> {
+        let initial = sentry_common::RunCounters::with_budget(
+            budget_per_s,
+            sentry_common::DEFAULT_CAPTURE_BURST,
+        );
+        let values = aya::maps::PerCpuValues::try_from(vec![initial; self.ncpus])
+            .map_err(|e| probe_error("configure")(&e))?;
+        self.runs
+            .insert(cgroup_id, values, 0)
+            .map_err(|e| probe_error("configure")(&e))?;
+        // The counters must exist before the pre-filter lets the run's writes through.
+        self.set_filter_bit(cgroup_id, true)
+    }
+
+    fn set_filter_bit(&mut self, cgroup_id: u64, on: bool) -> Result<(), KernelError> {
+        let (word, mask) = sentry_common::filter_slot(cgroup_id);
+        let bits = self
+            .filter
+            .get(&word, 0)
+            .map_err(|e| probe_error("configure")(&e))?;
+        let bits = if on { bits | mask } else { bits & !mask };
+        self.filter
+            .set(word, bits, 0)
+            .map_err(|e| probe_error("configure")(&e))
+    }
+
+    fn untrack(&mut self, cgroup_id: u64) {
+        // This probe instance tracks one run, so its bit can be cleared. Failures only mean
+        // it is already gone.
+        let _ = self.set_filter_bit(cgroup_id, false);
+        let _ = self.runs.remove(&cgroup_id);
+    }
+
+    fn counters(&self, cgroup_id: u64) -> sentry_common::RunCounters {
+        let mut total = sentry_common::RunCounters::default();
+        if let Ok(per_cpu) = self.runs.get(&cgroup_id, 0) {
+            for cpu in per_cpu.iter() {
+                total.accumulate(cpu);
+            }
+        }
+        total
+    }
+}
+
+/// Renders an error with its sources (aya's top-level messages are terse; the verifier log
+/// is in the source).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Current `CLOCK_MONOTONIC` in nanoseconds (the probe's `bpf_ktime_get_ns` clock).
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; CLOCK_MONOTONIC always exists on Linux.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) } != 0 {
+        return 0;
+    }
+    (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Handle to act on a running tree from other threads (signal forwarding, kill, pause).
+#[derive(Debug, Clone)]
+pub struct Control {
+    pid: i32,
+    cgroup: PathBuf,
+    ended: Arc<AtomicBool>,
+}
+
+impl Control {
+    /// The direct child's pid.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The run's cgroup directory.
+    pub fn cgroup_path(&self) -> &Path {
+        &self.cgroup
+    }
+
+    /// Whether the run has ended (the child was reaped).
+    pub fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
+    }
+
+    /// Sends `signal` to the direct child, unless it was already reaped (its pid could have
+    /// been reused).
+    pub fn signal(&self, signal: Signal) {
+        if !self.has_ended() {
+            let _ = kill(Pid::from_raw(self.pid), signal);
+        }
+    }
+
+    /// Kills the whole tree at once through the cgroup.
+    pub fn kill_tree(&self) -> Result<(), CgroupError> {
+        if self.has_ended() {
+            return Ok(());
+        }
+        let kill_file = self.cgroup.join("cgroup.kill");
+        if kill_file.exists() {
+            return fs::write(&kill_file, "1").map_err(|source| CgroupError::Io {
+                what: "cannot write",
+                path: kill_file,
+                source,
+            });
+        }
+        for pid in fs::read_to_string(self.cgroup.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse::<i32>().ok())
+        {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        Ok(())
+    }
+}
+
+/// A command running under the kernel backend.
+pub struct KernelRun {
+    observations: Receiver<Observation>,
+    control: Control,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl KernelRun {
+    /// Checks the host, loads the probe, creates the run's cgroup, starts the command in it
+    /// and begins streaming. The caller's thread must outlive the run: the child is bound to
+    /// it by `PR_SET_PDEATHSIG`.
+    pub fn start(spec: &RunSpec) -> Result<KernelRun, KernelError> {
+        check_host()?;
+        let program = spec.command.first().ok_or(SpawnError::Empty)?.clone();
+        // Resolve first: a missing command must not cost a probe load.
+        let resolved = spawn::resolve(&program)?;
+        let root = cgroup::cgroup2_root()?;
+        cgroup::remove_stale_runs(&root);
+        let mut probe = Probe::load(spec.floor_probe)?;
+        let run_cgroup = RunCgroup::create(&root)?;
+        probe.track(run_cgroup.id(), spec.capture_budget_per_s)?;
+
+        let start_ns = monotonic_ns();
+        let started = Instant::now();
+        let child = match spawn_in_cgroup(&resolved, &spec.command, &run_cgroup) {
+            Ok(child) => child,
+            Err(err) => {
+                probe.untrack(run_cgroup.id());
+                return Err(err);
+            }
+        };
+        let pid = i32::try_from(child.id()).map_err(|_| KernelError::Io {
+            what: "child pid out of range",
+            source: io::Error::from_raw_os_error(libc::ERANGE),
+        })?;
+        let ended = Arc::new(AtomicBool::new(false));
+        let control = Control {
+            pid,
+            cgroup: run_cgroup.path().to_path_buf(),
+            ended: Arc::clone(&ended),
+        };
+        let (tx, rx) = mpsc::sync_channel(CHANNEL_DEPTH);
+        let drain = Drain {
+            probe,
+            cgroup: run_cgroup,
+            child,
+            tx,
+            start_ns,
+            started,
+            sample_interval: spec.sample_interval,
+            budget: spec.capture_budget_per_s,
+            ended,
+            totals: CaptureTotals::default(),
+            last_cpu: (0, started),
+        };
+        let thread = std::thread::Builder::new()
+            .name("sentry-capture".into())
+            .spawn(move || drain.run())
+            .map_err(|source| KernelError::Io {
+                what: "cannot start the capture thread",
+                source,
+            })?;
+        Ok(KernelRun {
+            observations: rx,
+            control,
+            thread: Some(thread),
+        })
+    }
+
+    /// The observation stream; it ends with [`Observation::Ended`].
+    pub fn observations(&self) -> &Receiver<Observation> {
+        &self.observations
+    }
+
+    /// A handle for signals, kill and pause.
+    pub fn control(&self) -> Control {
+        self.control.clone()
+    }
+}
+
+impl Drop for KernelRun {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            // If the consumer stopped early, kill the tree so the thread finishes, then wait
+            // for it: it removes the cgroup.
+            if !self.control.has_ended() {
+                let _ = self.control.kill_tree();
+            }
+            // Drain what is left so a blocked sender can finish.
+            while self.observations.recv().is_ok() {}
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts `argv` from `program` with the child entering `cgroup` before exec, dying with
+/// sentry (PDEATHSIG), and without sentry's own secrets in its environment.
+fn spawn_in_cgroup(
+    program: &Path,
+    argv: &[OsString],
+    cgroup: &RunCgroup,
+) -> Result<Child, KernelError> {
+    let procs_path = cgroup.procs_path();
+    // Opened here (O_CLOEXEC by std) so the child only needs write(2), which is
+    // async-signal-safe, between fork and exec.
+    let procs = File::options()
+        .write(true)
+        .open(&procs_path)
+        .map_err(|source| {
+            KernelError::Cgroup(CgroupError::Io {
+                what: "cannot open",
+                path: procs_path.clone(),
+                source,
+            })
+        })?;
+    let procs_fd = procs.as_fd().as_raw_fd();
+    let parent = std::process::id();
+    let mut command = Command::new(program);
+    if let Some(arg0) = argv.first() {
+        command.arg0(arg0);
+    }
+    command.args(&argv[1..]);
+    command.env_remove("SENTRY_API_KEY");
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // async-signal-safe calls (write, prctl, getppid); it allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            // "0" moves the writing process itself into the cgroup.
+            if libc::write(procs_fd, b"0".as_ptr().cast(), 1) != 1 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // sentry may have died between fork and prctl; then nobody supervises us.
+            if libc::getppid() as u32 != parent {
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+    let child = command
+        .spawn()
+        .map_err(|err| KernelError::Spawn(SpawnError::from_exec(&argv[0], err)))?;
+    drop(procs);
+    Ok(child)
+}
+
+/// The per-run thread: drains, samples, waits, cleans up.
+struct Drain {
+    probe: Probe,
+    cgroup: RunCgroup,
+    child: Child,
+    tx: SyncSender<Observation>,
+    start_ns: u64,
+    started: Instant,
+    sample_interval: Duration,
+    budget: u64,
+    ended: Arc<AtomicBool>,
+    totals: CaptureTotals,
+    last_cpu: (u64, Instant),
+}
+
+impl Drain {
+    fn run(mut self) {
+        // The first sample comes early so that even a short run has one taken while its
+        // processes are alive (peaks of memory and pids).
+        let mut next_sample = self.started + self.sample_interval.min(Duration::from_millis(50));
+        let status = loop {
+            self.wait_for_events(Duration::from_millis(1));
+            self.drain();
+            if Instant::now() >= next_sample {
+                self.sample();
+                next_sample = Instant::now() + self.sample_interval;
+            }
+            match self.child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) => {}
+                Err(_) => break None,
+            }
+        };
+        self.ended.store(true, Ordering::SeqCst);
+
+        // The direct child is gone; anything left in the tree would run on unsupervised.
+        let leftover_pids = self.cgroup.pids().len();
+        if leftover_pids > 0 {
+            let _ = self.cgroup.kill_all();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while self.cgroup.populated() && Instant::now() < deadline {
+                self.drain();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        // Every write entered the ring before its process ended; drain until it is empty.
+        while self.drain() > 0 {}
+        self.sample();
+        let counters = self.probe.counters(self.cgroup.id());
+        self.probe.untrack(self.cgroup.id());
+        self.totals.writes_total = counters.writes;
+        self.totals.write_bytes_total = counters.write_bytes;
+        self.totals.writes_counted_only = counters.counted_only;
+        self.totals.bytes_counted_only = counters.counted_only_bytes;
+        self.totals.events_lost = counters.ring_full;
+        self.totals.capture_budget_per_s = self.budget;
+        let Drain {
+            cgroup, tx, totals, ..
+        } = self;
+        if let Err(err) = cgroup.remove() {
+            eprintln!("sentry: {err}");
+        }
+        let status = match status {
+            Some(status) => status,
+            // try_wait only fails if the child was reaped elsewhere; report a generic failure.
+            None => std::os::unix::process::ExitStatusExt::from_raw(1 << 8),
+        };
+        let _ = tx.send(Observation::Ended(RunEnd {
+            status,
+            totals,
+            leftover_pids,
+        }));
+    }
+
+    fn wait_for_events(&self, timeout: Duration) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut fds = [PollFd::new(self.probe.events.as_fd(), PollFlags::POLLIN)];
+        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::ZERO);
+        // EINTR or a spurious error only means we drain a little early.
+        let _ = poll(&mut fds, timeout);
+    }
+
+    /// Takes every record out of the ring; returns how many.
+    fn drain(&mut self) -> usize {
+        let mut n = 0;
+        while let Some(item) = self.probe.events.next() {
+            n += 1;
+            if let Some((chunk, read_failed)) = decode(&item, self.start_ns) {
+                self.totals.events_captured += 1;
+                self.totals.bytes_captured += chunk.bytes.len() as u64;
+                if read_failed {
+                    self.totals.read_failures += 1;
+                }
+                // A closed receiver means the consumer is gone; keep draining for the counts.
+                let _ = self.tx.send(Observation::Output(chunk));
+            }
+        }
+        n
+    }
+
+    fn sample(&mut self) {
+        let stats = self.cgroup.stats();
+        let now = Instant::now();
+        let (last_usage, last_at) = self.last_cpu;
+        let wall_us = now.duration_since(last_at).as_micros() as f64;
+        let cpu_pct = if wall_us > 0.0 {
+            stats.cpu_usage_us.saturating_sub(last_usage) as f64 / wall_us * 100.0
+        } else {
+            0.0
+        };
+        self.last_cpu = (stats.cpu_usage_us, now);
+        self.totals.cpu_usage_us = stats.cpu_usage_us;
+        let counters = self.probe.counters(self.cgroup.id());
+        let _ = self.tx.send(Observation::Sample(Sample {
+            at: now.duration_since(self.started),
+            cpu_pct,
+            cpu_usage_us: stats.cpu_usage_us,
+            cpu_pressure_some_avg10: stats.cpu_pressure_some_avg10,
+            mem_bytes: stats.mem_bytes,
+            pids: stats.pids,
+            io_read_bytes: None,
+            io_write_bytes: None,
+            syscalls: None,
+            writes: counters.writes,
+            write_bytes: counters.write_bytes,
+        }));
+    }
+}
+
+/// Turns one ring record into an output chunk; the flag says the kernel could not read the
+/// buffer. `None` for a malformed record.
+fn decode(record: &[u8], start_ns: u64) -> Option<(OutputChunk, bool)> {
+    use sentry_common::{WriteHeader, FLAG_READ_FAILED, WRITE_HEADER_BYTES};
+    if record.len() < WRITE_HEADER_BYTES {
+        return None;
+    }
+    // SAFETY: WriteHeader is plain #[repr(C)] integers, valid for any bit pattern, and the
+    // record holds at least its size; read_unaligned copes with any alignment.
+    let header: WriteHeader = unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
+    let end = WRITE_HEADER_BYTES.checked_add(header.captured_len as usize)?;
+    let payload = record.get(WRITE_HEADER_BYTES..end)?;
+    let chunk = OutputChunk {
+        pid: header.tgid,
+        fd: header.fd,
+        at: Duration::from_nanos(header.ts_ns.saturating_sub(start_ns)),
+        bytes: payload.to_vec(),
+        written_len: header.written_len,
+    };
+    Some((chunk, header.flags & FLAG_READ_FAILED != 0))
+}

@@ -1,0 +1,76 @@
+//! Capture backends: they start the command, observe it from outside and stream what they see
+//! as [`Observation`]s (output chunks, periodic samples, and finally how the run ended). The
+//! kernel backend (`kernel`) captures `write()`s with an eBPF probe in a dedicated cgroup; the
+//! PTY fallback arrives later. Backends know nothing about detection or decisions.
+
+pub mod cgroup;
+#[cfg(target_os = "linux")]
+pub mod kernel;
+pub mod spawn;
+
+use std::ffi::OsString;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use crate::model::{OutputChunk, Sample};
+
+/// Something a backend saw. The stream ends with exactly one [`Observation::Ended`].
+#[derive(Debug, Clone)]
+pub enum Observation {
+    /// Bytes a process of the tree wrote.
+    Output(OutputChunk),
+    /// A periodic measurement of the tree.
+    Sample(Sample),
+    /// The command ended and the backend cleaned up; nothing follows.
+    Ended(RunEnd),
+}
+
+/// How the run ended and what the capture saw overall.
+#[derive(Debug, Clone)]
+pub struct RunEnd {
+    /// The direct child's wait status.
+    pub status: ExitStatus,
+    /// Capture totals.
+    pub totals: CaptureTotals,
+    /// Processes still in the tree when the direct child ended (they were killed).
+    pub leftover_pids: usize,
+}
+
+/// Exact accounting of the run's writes: `writes_total == events_captured +
+/// writes_counted_only + events_lost`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CaptureTotals {
+    /// Write records received by user space.
+    pub events_captured: u64,
+    /// Payload bytes received.
+    pub bytes_captured: u64,
+    /// Writes whose record the kernel could not reserve (ring buffer full).
+    pub events_lost: u64,
+    /// Every write/writev of the tree.
+    pub writes_total: u64,
+    /// Bytes asked to be written by all of them.
+    pub write_bytes_total: u64,
+    /// Writes beyond the capture budget: counted, bytes summed, payload not captured.
+    pub writes_counted_only: u64,
+    /// Bytes of the counted-only writes.
+    pub bytes_counted_only: u64,
+    /// Captured writes whose buffer the kernel could not read (recorded with no payload).
+    pub read_failures: u64,
+    /// Full captures allowed per second per CPU.
+    pub capture_budget_per_s: u64,
+    /// Cumulative CPU time of the tree in microseconds.
+    pub cpu_usage_us: u64,
+}
+
+/// What to run and how to observe it.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// The command and its arguments (`argv[0]` first).
+    pub command: Vec<OsString>,
+    /// Full captures allowed per second per CPU before writes are only counted.
+    pub capture_budget_per_s: u64,
+    /// Time between samples.
+    pub sample_interval: Duration,
+    /// Attach the no-op floor program instead of the capture programs (benchmarks only).
+    pub floor_probe: bool,
+}
