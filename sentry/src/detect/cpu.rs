@@ -220,3 +220,198 @@ pub(crate) fn human_bytes(b: u64) -> String {
         format!("{v:.1} {}", UNITS[unit])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One synthetic second of a run: CPU percent plus cumulative counters.
+    fn sample(t: u64, cpu: f64, io: Option<u64>, syscalls: Option<u64>) -> Sample {
+        Sample {
+            at: Duration::from_secs(t),
+            cpu_pct: cpu,
+            io_read_bytes: io,
+            io_write_bytes: io.map(|_| 0),
+            syscalls,
+            pids: 1,
+            ..Sample::default()
+        }
+    }
+
+    fn progress(novel: u64) -> ProgressSignals {
+        ProgressSignals {
+            lines: novel,
+            novel_lines: novel,
+        }
+    }
+
+    /// Runs `secs` one-second samples through a default detector, returning the last result.
+    fn run(secs: u64, f: impl Fn(u64) -> (Sample, ProgressSignals)) -> Option<Finding> {
+        let mut d = CpuBurnDetector::new(CpuBurnConfig::default());
+        let mut last = None;
+        for t in 0..secs {
+            let (s, p) = f(t);
+            last = d.observe(&s, &p);
+        }
+        last
+    }
+
+    #[test]
+    fn tight_loop_is_found_with_the_tight_loop_signature() {
+        let f = run(40, |t| {
+            (sample(t, 99.0, Some(4096), Some(120)), progress(7))
+        });
+        let f = f.unwrap_or_else(|| panic!("a 40 s tight loop at 99% must be found"));
+        assert_eq!(f.kind, FindingKind::CpuBurn);
+        assert!((0.6..=0.7).contains(&f.score), "score {}", f.score);
+        assert!(
+            f.reasons.iter().any(|r| r.contains("tight loop")),
+            "{:?}",
+            f.reasons
+        );
+        let Evidence::Resource(e) = &f.evidence else {
+            panic!("resource evidence expected, got {:?}", f.evidence)
+        };
+        assert_eq!(e.metric, "cpu_pct");
+        assert!((e.value - 99.0).abs() < 1e-9 && e.threshold == 90.0 && e.window_s >= 27.0);
+    }
+
+    #[test]
+    fn a_few_low_samples_do_not_break_a_sustained_burn() {
+        let f = run(40, |t| {
+            let cpu = if t % 10 == 3 { 4.0 } else { 180.0 };
+            (sample(t, cpu, None, None), progress(0))
+        });
+        assert!(f.is_some(), "3 low samples in 30 must not hide the burn");
+    }
+
+    #[test]
+    fn multi_core_burn_counts_the_whole_tree() {
+        let f = run(40, |t| (sample(t, 195.0, None, None), progress(0)));
+        let f = f.unwrap_or_else(|| panic!("195% must be found"));
+        assert!(f.summary.contains("195%"), "{}", f.summary);
+    }
+
+    #[test]
+    fn below_threshold_or_intermittent_cpu_is_not_burn() {
+        assert_eq!(
+            run(60, |t| (sample(t, 60.0, None, None), progress(0))),
+            None
+        );
+        let half = run(60, |t| {
+            (
+                sample(t, if t % 2 == 0 { 100.0 } else { 10.0 }, None, None),
+                progress(0),
+            )
+        });
+        assert_eq!(half, None, "busy half the time is not sustained");
+    }
+
+    #[test]
+    fn no_verdict_before_the_window_is_covered() {
+        assert_eq!(
+            run(20, |t| (sample(t, 100.0, None, None), progress(0))),
+            None
+        );
+    }
+
+    #[test]
+    fn judged_on_the_window_not_the_lifetime() {
+        // Five busy minutes early on, then a quiet minute: a lifetime average would still be
+        // high; the window is not.
+        let f = run(360, |t| {
+            let cpu = if t < 300 { 100.0 } else { 1.0 };
+            (sample(t, cpu, None, None), progress(0))
+        });
+        assert_eq!(f, None);
+        // And a loop that only starts late is caught once the window fills.
+        let f = run(400, |t| {
+            let cpu = if t < 360 { 1.0 } else { 100.0 };
+            (sample(t, cpu, None, None), progress(0))
+        });
+        assert!(f.is_some());
+    }
+
+    #[test]
+    fn compile_burst_with_progress_is_vetoed() {
+        // A parallel build: two cores busy, new lines every second, object files written.
+        let f = run(60, |t| {
+            (
+                sample(t, 190.0, Some(t * 2_000_000), Some(t * 900)),
+                progress(t * 2),
+            )
+        });
+        let f = f.unwrap_or_else(|| panic!("the burn itself is still on record"));
+        assert!(f.score <= 0.2, "progress must veto, score {}", f.score);
+        assert!(
+            f.reasons.iter().any(|r| r.starts_with("progress:")),
+            "{:?}",
+            f.reasons
+        );
+        assert!(f.summary.contains("progressing"), "{}", f.summary);
+    }
+
+    #[test]
+    fn each_progress_signal_vetoes_on_its_own() {
+        let novel_only = run(40, |t| (sample(t, 100.0, None, None), progress(t)));
+        let io_only = run(40, |t| {
+            (sample(t, 100.0, Some(t * 100_000), None), progress(0))
+        });
+        let syscalls_only = run(40, |t| {
+            (sample(t, 100.0, None, Some(t * 1000)), progress(0))
+        });
+        for (name, f) in [
+            ("novel", novel_only),
+            ("io", io_only),
+            ("syscalls", syscalls_only),
+        ] {
+            let score = f.map_or(1.0, |f| f.score);
+            assert!(score <= 0.2, "{name} progress should veto, score {score}");
+        }
+    }
+
+    #[test]
+    fn silent_numeric_job_is_at_most_medium() {
+        // Minutes of silent number crunching on two cores, no syscall or I/O data: it may be
+        // worth an alert, never a high-confidence kill.
+        let f = run(600, |t| (sample(t, 200.0, None, None), progress(3)));
+        let f = f.unwrap_or_else(|| panic!("burn without progress is still a finding"));
+        assert!(f.score <= 0.55, "score {}", f.score);
+        assert!(
+            f.reasons.iter().any(|r| r.contains("not counted")),
+            "{:?}",
+            f.reasons
+        );
+    }
+
+    #[test]
+    fn unavailable_counters_are_not_zero() {
+        let f = run(40, |t| (sample(t, 100.0, None, None), progress(0)));
+        let f = f.unwrap_or_else(|| panic!("burn expected"));
+        assert!(
+            !f.reasons.iter().any(|r| r.contains("tight loop")),
+            "{:?}",
+            f.reasons
+        );
+        assert!(
+            f.reasons.iter().any(|r| r.contains("I/O not measured")),
+            "{:?}",
+            f.reasons
+        );
+    }
+
+    #[test]
+    fn garbage_cpu_values_do_not_panic_or_fire() {
+        let f = run(40, |t| {
+            let cpu = [f64::NAN, f64::INFINITY, -5.0][t as usize % 3];
+            (sample(t, cpu, None, None), progress(0))
+        });
+        assert_eq!(f, None);
+    }
+
+    #[test]
+    fn human_bytes_uses_binary_units() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(3 * 1024 * 1024 + 200 * 1024), "3.2 MiB");
+    }
+}

@@ -119,3 +119,61 @@ impl ForkStormDetector {
         (dt > 0.0 && m1 > m0).then(|| (m1 - m0) / dt)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn run(millis_step: u64, steps: u64, pids: impl Fn(u64) -> u32) -> Option<Finding> {
+        let mut d = ForkStormDetector::new(ForkStormConfig::default());
+        let mut last = None;
+        for i in 0..steps {
+            let s = Sample {
+                at: Duration::from_millis(i * millis_step),
+                pids: pids(i),
+                ..Sample::default()
+            };
+            last = d.observe(&s);
+        }
+        last
+    }
+
+    #[test]
+    fn fork_storm_is_found_by_its_growth() {
+        // +50 processes per second for 15 s, sampled every 500 ms.
+        let f = run(500, 30, |i| 1 + i as u32 * 25);
+        let f = f.unwrap_or_else(|| panic!("50 pids/s growth must be found"));
+        assert_eq!(f.kind, FindingKind::ForkStorm);
+        assert!(f.score >= 0.5, "score {}", f.score);
+        assert!(f.summary.contains("rising"), "{}", f.summary);
+    }
+
+    #[test]
+    fn parallel_build_spikes_are_healthy() {
+        // make -j32: bursts of 33 processes for a second out of every three, back to 1.
+        let f = run(250, 200, |i| if (i / 4) % 3 == 0 { 33 } else { 1 });
+        assert_eq!(f, None);
+        // A one-off spike of 400 compiler processes that then finish.
+        let f = run(250, 200, |i| if (40..48).contains(&i) { 400 } else { 3 });
+        assert_eq!(f, None);
+    }
+
+    #[test]
+    fn sustained_huge_count_is_found_without_growth() {
+        let f = run(500, 30, |_| 1500);
+        let f = f.unwrap_or_else(|| panic!("1500 pids for 15 s must be found"));
+        assert!(f.summary.contains("at least 1500"), "{}", f.summary);
+    }
+
+    #[test]
+    fn steady_moderate_count_is_healthy() {
+        assert_eq!(run(500, 60, |i| 50 + (i % 3) as u32), None);
+    }
+
+    #[test]
+    fn slow_growth_is_healthy() {
+        // A worker pool that adds one process a second.
+        assert_eq!(run(1000, 60, |i| 1 + i as u32), None);
+    }
+}

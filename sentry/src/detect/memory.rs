@@ -61,10 +61,13 @@ impl MemoryGrowthDetector {
         self.window.clear();
     }
 
-    /// Feeds one sample; samples without a memory reading are skipped (unknown is not zero).
+    /// Feeds one sample. A sample without a memory reading adds nothing to the window
+    /// (unknown is not zero) but the verdict on the readings so far still stands.
     pub fn observe(&mut self, sample: &Sample) -> Option<Finding> {
-        let mem = sample.mem_bytes?;
-        self.window.push(sample.at, mem);
+        if let Some(mem) = sample.mem_bytes {
+            self.window.push(sample.at, mem);
+        }
+        let mem = self.window.last()?.1;
         let cfg = &self.config;
 
         let over_limit = cfg.limit_bytes.filter(|limit| mem > *limit);
@@ -149,5 +152,125 @@ impl MemoryGrowthDetector {
             return None;
         }
         Some((growth / dt, growth, strictly))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const MIB: u64 = 1024 * 1024;
+
+    fn run(
+        cfg: MemoryGrowthConfig,
+        secs: u64,
+        mem: impl Fn(u64) -> Option<u64>,
+    ) -> Option<Finding> {
+        let mut d = MemoryGrowthDetector::new(cfg);
+        let mut last = None;
+        for t in 0..secs {
+            let s = Sample {
+                at: Duration::from_secs(t),
+                mem_bytes: mem(t),
+                ..Sample::default()
+            };
+            last = d.observe(&s);
+        }
+        last
+    }
+
+    #[test]
+    fn steady_leak_is_found_with_its_slope() {
+        let f = run(MemoryGrowthConfig::default(), 90, |t| {
+            Some(200 * MIB + t * 10 * MIB)
+        });
+        let f = f.unwrap_or_else(|| panic!("10 MiB/s for 90 s is a leak"));
+        assert!((0.5..=0.71).contains(&f.score), "score {}", f.score);
+        let Evidence::Resource(e) = &f.evidence else {
+            panic!("resource evidence expected")
+        };
+        assert_eq!(e.metric, "mem_growth_bytes_per_s");
+        assert!(
+            (e.value / MIB as f64 - 10.0).abs() < 0.5,
+            "slope {}",
+            e.value
+        );
+        assert!(f.summary.contains("every slice higher"), "{}", f.summary);
+    }
+
+    #[test]
+    fn gc_sawtooth_is_not_a_leak() {
+        // Allocates 100 MiB/s, collected back to 500 MiB every 10 s.
+        let f = run(MemoryGrowthConfig::default(), 300, |t| {
+            Some(500 * MIB + (t % 10) * 100 * MIB)
+        });
+        assert_eq!(f, None);
+    }
+
+    #[test]
+    fn leak_under_a_sawtooth_is_still_found() {
+        let f = run(MemoryGrowthConfig::default(), 200, |t| {
+            Some(500 * MIB + t * 6 * MIB + (t % 7) * 80 * MIB)
+        });
+        assert!(f.is_some(), "troughs rising 6 MiB/s must be found");
+    }
+
+    #[test]
+    fn slow_or_small_growth_is_healthy() {
+        assert_eq!(
+            run(MemoryGrowthConfig::default(), 300, |t| Some(
+                100 * MIB + t * MIB
+            )),
+            None
+        );
+        // A warm-up that grows fast but stops: the window sees a plateau.
+        let f = run(MemoryGrowthConfig::default(), 200, |t| {
+            Some(100 * MIB + t.min(30) * 20 * MIB)
+        });
+        assert_eq!(f, None);
+    }
+
+    #[test]
+    fn limit_is_enforced_on_the_latest_reading() {
+        let cfg = MemoryGrowthConfig {
+            limit_bytes: Some(1024 * MIB),
+            ..MemoryGrowthConfig::default()
+        };
+        let f = run(cfg.clone(), 5, |_| Some(1500 * MIB));
+        let f = f.unwrap_or_else(|| panic!("1.5 GiB above a 1 GiB limit must be found"));
+        assert!(f.score >= 0.6 && f.score <= 0.8, "score {}", f.score);
+        assert!(
+            f.summary.contains("above the limit of 1.0 GiB"),
+            "{}",
+            f.summary
+        );
+        assert_eq!(run(cfg, 5, |_| Some(900 * MIB)), None);
+    }
+
+    #[test]
+    fn limit_and_leak_together_score_higher_than_either() {
+        let cfg = MemoryGrowthConfig {
+            limit_bytes: Some(512 * MIB),
+            ..MemoryGrowthConfig::default()
+        };
+        let both = run(cfg.clone(), 90, |t| Some(600 * MIB + t * 10 * MIB));
+        let limit_only = run(cfg, 90, |_| Some(1500 * MIB));
+        let (b, l) = (
+            both.map_or(0.0, |f| f.score),
+            limit_only.map_or(0.0, |f| f.score),
+        );
+        assert!(b > l, "limit+leak {b} should exceed limit alone {l}");
+    }
+
+    #[test]
+    fn missing_readings_are_skipped_not_zero() {
+        // Every other reading unavailable: a zero would fake a sawtooth, skipping keeps the
+        // leak visible; and no readings at all yields nothing.
+        let f = run(MemoryGrowthConfig::default(), 120, |t| {
+            (t % 2 == 0).then_some(300 * MIB + t * 10 * MIB)
+        });
+        assert!(f.is_some());
+        assert_eq!(run(MemoryGrowthConfig::default(), 120, |_| None), None);
     }
 }

@@ -119,3 +119,87 @@ impl StallDetector {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(
+        secs: u64,
+        f: impl Fn(u64) -> (Sample, ProgressSignals),
+    ) -> (Option<Finding>, Option<u64>) {
+        let mut d = StallDetector::new(StallConfig::default());
+        let mut last = None;
+        let mut first_at = None;
+        for t in 0..secs {
+            let (s, p) = f(t);
+            last = d.observe(&s, &p);
+            if last.is_some() && first_at.is_none() {
+                first_at = Some(t);
+            }
+        }
+        (last, first_at)
+    }
+
+    fn idle(t: u64) -> Sample {
+        Sample {
+            at: Duration::from_secs(t),
+            cpu_pct: 0.3,
+            pids: 2,
+            io_read_bytes: Some(10),
+            io_write_bytes: Some(20),
+            writes: 5,
+            ..Sample::default()
+        }
+    }
+
+    #[test]
+    fn hung_process_is_an_alert_level_stall() {
+        let (f, first) = run(1300, |t| (idle(t), ProgressSignals::default()));
+        assert_eq!(first, Some(300), "fires when idle for idle_s");
+        let f = f.unwrap_or_else(|| panic!("stall expected"));
+        assert_eq!(f.kind, FindingKind::Stall);
+        assert!((0.5..=0.6).contains(&f.score), "score {}", f.score);
+        assert!(f.summary.contains("no output"), "{}", f.summary);
+    }
+
+    #[test]
+    fn silent_cpu_work_is_not_a_stall() {
+        let (f, _) = run(1000, |t| {
+            let mut s = idle(t);
+            s.cpu_pct = 100.0;
+            (s, ProgressSignals::default())
+        });
+        assert_eq!(f, None);
+    }
+
+    #[test]
+    fn occasional_output_or_io_resets_the_clock() {
+        let (f, _) = run(1000, |t| {
+            (
+                idle(t),
+                ProgressSignals {
+                    lines: t / 200,
+                    novel_lines: 0,
+                },
+            )
+        });
+        assert_eq!(f, None, "a line every 200 s is not a 300 s stall");
+        let (f, _) = run(1000, |t| {
+            let mut s = idle(t);
+            s.io_write_bytes = Some(t / 250);
+            (s, ProgressSignals::default())
+        });
+        assert_eq!(f, None, "I/O every 250 s is activity");
+    }
+
+    #[test]
+    fn stall_after_activity_counts_from_the_last_activity() {
+        let (_, first) = run(800, |t| {
+            let mut s = idle(t);
+            s.cpu_pct = if t < 100 { 50.0 } else { 0.0 };
+            (s, ProgressSignals::default())
+        });
+        assert_eq!(first, Some(399));
+    }
+}
