@@ -647,3 +647,62 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    fn example() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/policy/example.toml")
+    }
+
+    #[test]
+    fn example_policy_parses_and_equals_the_defaults() {
+        let p = Policy::from_toml_file(&example())
+            .unwrap_or_else(|e| panic!("the shipped example must load: {e}"));
+        assert_eq!(p, Policy::default());
+    }
+
+    #[test]
+    fn example_policy_sets_every_key() {
+        // Every key of the schema appears in the example (as a setting or, for optional keys,
+        // a commented example), so users can find each one there.
+        let text = std::fs::read_to_string(example()).unwrap_or_else(|e| panic!("{e}"));
+        let defaults = toml::Value::try_from(Policy::default())
+            .unwrap_or_else(|e| panic!("policy serialises: {e}"));
+        let mut missing = Vec::new();
+        fn walk(v: &toml::Value, path: &str, text: &str, missing: &mut Vec<String>) {
+            if let toml::Value::Table(t) = v {
+                for (k, v) in t {
+                    let p = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    let written = if v.is_table() {
+                        text.contains(&format!("[{p}]"))
+                    } else {
+                        text.lines().any(|l| {
+                            l.trim_start_matches(['#', ' '])
+                                .starts_with(&format!("{k} ="))
+                        })
+                    };
+                    if !written {
+                        missing.push(p.clone());
+                    }
+                    walk(v, &p, text, missing);
+                }
+            }
+        }
+        walk(&defaults, "", &text, &mut missing);
+        // Optional keys are skipped by serialisation when unset; check the one we have.
+        assert!(
+            text.contains("# limit_bytes ="),
+            "memory.limit_bytes example missing"
+        );
+        assert!(
+            missing.is_empty(),
+            "keys missing from example.toml: {missing:?}"
+        );
+    }
+}
