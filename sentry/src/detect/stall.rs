@@ -78,7 +78,7 @@ impl StallDetector {
         };
         // Any change in any counter is a sign of life; so is CPU above the idle floor. The
         // first sample starts the idle clock rather than claiming the run was idle before it.
-        let busy = !(sample.cpu_pct < self.config.cpu_pct);
+        let busy = sample.cpu_pct >= self.config.cpu_pct;
         if self.last.is_none_or(|prev| prev != now) || busy || sample.at < self.last_active {
             self.last_active = sample.at;
         }
