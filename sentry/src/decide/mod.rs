@@ -9,6 +9,28 @@
 //!
 //! Callers act on changes of [`Decision::action`]; the engine repeats the current action on
 //! every evaluation so each recorded decision is self-contained.
+//!
+//! ```
+//! use std::time::Duration;
+//! use sentry::decide::{DecisionEngine, Policy};
+//! use sentry::detect::progress::ProgressSignals;
+//! use sentry::model::{Action, Sample};
+//!
+//! let policy = Policy::from_toml_str("[cpu]\nwindow_s = 5\n")?;
+//! let mut detectors = policy.resource_detectors();
+//! let mut engine = DecisionEngine::new(policy);
+//! let mut last = Action::Continue;
+//! for t in 0..20 {
+//!     let sample = Sample { at: Duration::from_secs(t), cpu_pct: 100.0, pids: 1, ..Sample::default() };
+//!     // The supervisor appends the loop detector's latest finding here, when it has one.
+//!     let findings = detectors.observe(&sample, &ProgressSignals::default());
+//!     let decision = engine.decide(sample.at, &findings);
+//!     last = decision.action;
+//! }
+//! // Silent CPU burn alone is worth an alert, never a kill.
+//! assert_eq!(last, Action::Alert);
+//! # Ok::<(), sentry::decide::PolicyError>(())
+//! ```
 
 pub mod combine;
 pub mod policy;

@@ -17,7 +17,8 @@ use crate::detect::window::{counter_delta, duration_from_secs, secs, TimeWindow}
 use crate::model::{Evidence, Finding, FindingKind, ResourceEvidence, Sample};
 
 /// Highest score burn reaches without a tight-loop signature (no syscall data, or some).
-const SCORE_BURN: f64 = 0.55;
+/// Unvetoed burn starts at 0.5, the default medium band: worth an alert, never a kill.
+const SCORE_BURN: f64 = 0.6;
 /// Highest score with a tight-loop signature (syscalls known and near zero).
 const SCORE_TIGHT_LOOP: f64 = 0.7;
 /// Ceiling once progress vetoed the burn: recorded as a near miss, never acted on.
@@ -376,7 +377,7 @@ mod tests {
         // worth an alert, never a high-confidence kill.
         let f = run(600, |t| (sample(t, 200.0, None, None), progress(3)));
         let f = f.unwrap_or_else(|| panic!("burn without progress is still a finding"));
-        assert!(f.score <= 0.55, "score {}", f.score);
+        assert!((0.5..=0.6).contains(&f.score), "score {}", f.score);
         assert!(
             f.reasons.iter().any(|r| r.contains("not counted")),
             "{:?}",
