@@ -9,6 +9,8 @@
 
 pub mod capture;
 pub mod cli;
+pub mod decide;
+pub mod detect;
 pub mod model;
 pub mod report;
 pub mod supervise;
