@@ -8,4 +8,5 @@
 //! the build tooling (that is `xtask`).
 
 pub mod cli;
+pub mod detect;
 pub mod model;
