@@ -213,19 +213,26 @@ pub fn normalize_into(line: &str, out: &mut Normalized) {
 
 /// The hash used for templates (stable across runs and platforms).
 pub fn template_hash(bytes: &[u8]) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
+    /// One step per 8 bytes. The xor-shift folds high bits back down: a multiply alone
+    /// only carries differences upwards, and paths differing in two adjacent words then
+    /// collided (found by the loop detector's listing test).
+    #[inline]
+    fn mix(h: u64, w: u64) -> u64 {
+        let h = (h ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
+        h ^ (h >> 29)
+    }
     let mut h: u64 = bytes.len() as u64;
     let mut chunks = bytes.chunks_exact(8);
     for c in &mut chunks {
         let mut w = [0u8; 8];
         w.copy_from_slice(c);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        h = mix(h, u64::from_le_bytes(w));
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
         let mut w = [0u8; 8];
         w[..rest.len()].copy_from_slice(rest);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        h = mix(h, u64::from_le_bytes(w));
     }
     // Final avalanche so that low bits are usable for bucketing.
     h ^= h >> 33;
