@@ -287,6 +287,10 @@ impl Track {
         let mut strong: Vec<String> = Vec::new();
         let mut weak: Vec<String> = Vec::new();
         let mut identical = true;
+        // Counters only speak for progress in a cycle without errors: a retry loop numbers
+        // its attempts too.
+        let erring_cycle =
+            (0..period).any(|j| self.entry(pos(j, 0)).error || self.entry(pos(j, 0)).retry);
         for j in 0..period {
             let latest = self.entry(pos(j, 0));
             error_lines += usize::from(latest.error);
@@ -321,20 +325,28 @@ impl Track {
                         }
                         let up = nums.windows(2).all(|w| w[1] > w[0]);
                         let down = nums.windows(2).all(|w| w[1] < w[0]);
-                        if up || down {
-                            let what = format!(
-                                "counter {} in line {} of the cycle {} ({} → {})",
-                                v0.kind,
-                                j + 1,
-                                if up { "advances" } else { "counts down" },
-                                fmt_num(nums[0]),
-                                fmt_num(nums[nums.len() - 1]),
-                            );
-                            if v0.role == Role::Counter {
-                                strong.push(what);
-                            } else {
-                                weak.push(what);
-                            }
+                        let novel = series.iter().all(|v| v.novel);
+                        let kind = if up || down { "counter" } else { "value" };
+                        let what = format!(
+                            "{kind} {} in line {} of the cycle {} ({} → {})",
+                            v0.kind,
+                            j + 1,
+                            match (up, down, novel) {
+                                (true, _, true) => "advances to new values",
+                                (true, _, false) => "advances",
+                                (_, true, _) => "counts down",
+                                _ => "takes new values",
+                            },
+                            fmt_num(nums[0]),
+                            fmt_num(nums[nums.len() - 1]),
+                        );
+                        // A counter reaching values never seen before is new work; one that
+                        // climbs the same steps again (a retry loop restarting at step 1),
+                        // or a value that is merely new, is a hint only.
+                        if (up || down) && novel && !erring_cycle {
+                            strong.push(what);
+                        } else if up || down || novel {
+                            weak.push(what);
                         }
                     }
                     _ => {
@@ -376,7 +388,7 @@ impl Track {
             logit += 0.5;
             reasons.push("repeats are byte-identical".to_owned());
         }
-        logit -= 2.5 * strong_n as f64 + 1.0 * weak_n as f64;
+        logit -= 2.5 * strong_n as f64 + 1.5 * weak_n as f64;
         for s in strong.iter().chain(weak.iter()).take(4) {
             reasons.push(format!("progress: {s}"));
         }
@@ -588,15 +600,16 @@ impl LoopDetector {
                 self.vals.exact = (self.vals.exact.rotate_left(7) ^ th)
                     .wrapping_mul(0x9e37_79b9_7f4a_7c15);
             }
-            let counts_as_new = !v.kind.is_volatile()
-                && v.role != Role::Volatile
-                && !matches!(v.kind, Placeholder::Int | Placeholder::Float)
-                || (v.role == Role::Counter && matches!(v.kind, Placeholder::Int));
-            if counts_as_new {
+            if !v.kind.is_volatile() && v.role != Role::Volatile {
                 // Keyed by template and slot so that `3` in one line is not `3` in another.
                 let key = th ^ self.norm.hash.rotate_left(17) ^ u64::from(v.slot);
                 let new = self.values.insert(key);
-                novel |= new;
+                // A new number only counts as a novel line when it is a named counter:
+                // measurements (`temp 23.4`) change in loops too.
+                if v.role == Role::Counter || !matches!(v.kind, Placeholder::Int | Placeholder::Float)
+                {
+                    novel |= new;
+                }
                 self.vals.novel.push(new);
             } else {
                 self.vals.novel.push(false);

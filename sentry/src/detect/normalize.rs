@@ -398,7 +398,7 @@ fn keyword_signals(w: &[u8], sig: &mut Signals) -> Role {
         | b"panicked" | b"failed" | b"failure" | b"fail" | b"fails" | b"refused" | b"denied"
         | b"timeout" | b"crash" | b"crashed" | b"abort" | b"aborted" | b"aborting"
         | b"unreachable" | b"econnrefused" | b"enoent" | b"critical" | b"stacktrace"
-        | b"unhandled" => {
+        | b"unhandled" | b"unavailable" | b"exceeded" | b"segfault" | b"killed" => {
             sig.error = true;
             Role::Plain
         }
@@ -608,8 +608,8 @@ impl Tokenizer<'_, '_> {
         if tail == digits && letters > 0 && !word[0].is_ascii_digit() {
             let ds = we - tail;
             self.note_word(&word[..word.len() - tail]);
-            let num = parse_int(&b[ds..we]);
-            return self.emit(ds, we, Placeholder::Int, Some(num));
+            // `v1.2.3` is a version, `node12` an int.
+            return self.number(ds);
         }
         if word.len() >= 8 && letters > 0 {
             return self.emit(i, we, Placeholder::Id, None);
@@ -1056,6 +1056,7 @@ mod tests {
             ("50% done 3/10", "<int>% done <int>/<int>"),
             ("don't stop", "don't stop"),
             ("x86_64 sha256", "x86_64 sha<int>"),
+            ("crate v1.0.1 and v2", "crate v<ver> and v<int>"),
             ("I/O error", "I/O error"),
             ("C:\\Users\\me\\file.txt open", "<path> open"),
         ];
