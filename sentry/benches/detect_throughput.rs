@@ -89,11 +89,21 @@ fn main() {
     let mbps = bytes as f64 / secs / 1e6;
     let rss = peak_rss_bytes();
     let c = pipeline.progress_counters();
-    println!("detect throughput: {seen} lines, {:.1} MB in {secs:.3} s (one core)", bytes as f64 / 1e6);
+    println!(
+        "detect throughput: {seen} lines, {:.1} MB in {secs:.3} s (one core)",
+        bytes as f64 / 1e6
+    );
     println!("  {lps:.0} lines/s, {mbps:.1} MB/s (target >= 1,000,000 lines/s)");
-    println!("  novel lines {} of {}, loop findings scored {sink}", c.novel_lines, c.lines);
+    println!(
+        "  novel lines {} of {}, loop findings scored {sink}",
+        c.novel_lines, c.lines
+    );
     match rss {
-        Some(r) => println!("  peak RSS {:.1} MiB for {:.1} MB of input", r as f64 / 1048576.0, bytes as f64 / 1e6),
+        Some(r) => println!(
+            "  peak RSS {:.1} MiB for {:.1} MB of input",
+            r as f64 / 1048576.0,
+            bytes as f64 / 1e6
+        ),
         None => println!("  peak RSS unavailable (no /proc/self/status)"),
     }
     println!(

@@ -34,11 +34,18 @@ fn tmp() -> tempfile::TempDir {
 fn retry_loop_log() -> String {
     let mut s = String::new();
     for i in 0..10 {
-        s.push_str(&format!("2024-05-01T10:00:0{i}Z starting job {i}: fetching index\n"));
+        s.push_str(&format!(
+            "2024-05-01T10:00:0{i}Z starting job {i}: fetching index\n"
+        ));
     }
     for i in 0..40 {
         s.push_str(&format!("2024-05-01T10:01:{:02}.{:03}Z ERROR fetch https://registry.example.com/index failed: connection refused\n", i % 60, i * 13 % 1000));
-        s.push_str(&format!("2024-05-01T10:01:{:02}.{:03}Z INFO retrying in 50ms (attempt {})\n", i % 60, i * 17 % 1000, i + 1));
+        s.push_str(&format!(
+            "2024-05-01T10:01:{:02}.{:03}Z INFO retrying in 50ms (attempt {})\n",
+            i % 60,
+            i * 17 % 1000,
+            i + 1
+        ));
     }
     s
 }
@@ -46,7 +53,11 @@ fn retry_loop_log() -> String {
 fn healthy_log() -> String {
     let mut s = String::new();
     for i in 0..300 {
-        s.push_str(&format!("epoch 2 step {} loss {:.4} lr 0.0003\n", i * 50, 3.0 / (i as f64 + 2.0)));
+        s.push_str(&format!(
+            "epoch 2 step {} loss {:.4} lr 0.0003\n",
+            i * 50,
+            3.0 / (i as f64 + 2.0)
+        ));
     }
     s.push_str("training finished\n");
     s
@@ -69,8 +80,16 @@ fn runaway_and_healthy_files_get_their_verdicts_and_exit_1() {
     let good = write(d.path(), "train.log", healthy_log().as_bytes());
     let o = run(sentry().arg("analyze").arg(&bad).arg(&good));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(1), "stdout: {out}\nstderr: {}", String::from_utf8_lossy(&o.stderr));
-    assert!(out.contains("loop.log: runaway (output loop at line"), "{out}");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "stdout: {out}\nstderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("loop.log: runaway (output loop at line"),
+        "{out}"
+    );
     assert!(out.contains("period 2"), "{out}");
     assert!(out.contains("train.log: healthy"), "{out}");
 }
@@ -89,7 +108,10 @@ fn json_output_has_one_object_per_file_with_the_contract_fields() {
     assert_eq!(r["period"], 2);
     assert_eq!(r["first_line"], 11);
     let line = r["line"].as_u64().unwrap_or(0);
-    assert!((11..=10 + 2 * 5).contains(&line), "fired at line {line}, want within 5 repeats");
+    assert!(
+        (11..=10 + 2 * 5).contains(&line),
+        "fired at line {line}, want within 5 repeats"
+    );
     assert!(r["repeats"].as_u64().unwrap_or(0) <= 5);
     assert_eq!(r["pattern"].as_array().map(Vec::len), Some(2));
     assert!(r["score"].as_f64().unwrap_or(0.0) >= 0.5);
@@ -136,10 +158,17 @@ fn unreadable_file_is_reported_others_still_analysed_exit_2() {
     let d = tmp();
     let good = write(d.path(), "train.log", healthy_log().as_bytes());
     let missing = d.path().join("nope.log");
-    let o = run(sentry().arg("analyze").arg(&missing).arg(&good).arg(d.path()));
+    let o = run(sentry()
+        .arg("analyze")
+        .arg(&missing)
+        .arg(&good)
+        .arg(d.path()));
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2));
-    assert!(err.contains("cannot read") && err.contains("nope.log"), "{err}");
+    assert!(
+        err.contains("cannot read") && err.contains("nope.log"),
+        "{err}"
+    );
     assert!(err.contains("is a directory"), "{err}");
     assert!(String::from_utf8_lossy(&o.stdout).contains("train.log: healthy"));
 }
@@ -151,7 +180,9 @@ fn gigantic_lines_and_binary_files_do_not_blow_up() {
     giant.push(b'\n');
     giant.extend_from_slice(b"done\n");
     let giant = write(d.path(), "giant.log", &giant);
-    let bin: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8).collect();
+    let bin: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
     let bin = write(d.path(), "blob.bin", &bin);
     let o = run(sentry().args(["analyze", "--json"]).arg(&giant).arg(&bin));
     let v = json_lines(&o);

@@ -249,7 +249,10 @@ pub fn analyze_reader(name: &str, mut reader: impl Read, policy: &Policy) -> Res
             let mut score = 0.0;
             if let Some(n) = &nearest {
                 score = n.score;
-                reasons.push(format!("nearest miss: {} (score {:.2})", n.summary, n.score));
+                reasons.push(format!(
+                    "nearest miss: {} (score {:.2})",
+                    n.summary, n.score
+                ));
                 reasons.extend(n.reasons.iter().cloned());
             }
             if binary_lines > 0 {
@@ -335,7 +338,9 @@ mod tests {
             log.push_str(&format!("   Compiling dep{i} v0.{i}.1\n"));
         }
         for i in 0..30 {
-            log.push_str(&format!("[{i:04}] GET /api/status -> 503 Service Unavailable\n"));
+            log.push_str(&format!(
+                "[{i:04}] GET /api/status -> 503 Service Unavailable\n"
+            ));
             log.push_str("retrying after error in 100ms\n");
             log.push_str("Traceback (most recent call last):\n");
         }
@@ -362,7 +367,9 @@ mod tests {
 
     #[test]
     fn binary_input_is_healthy_and_counted() {
-        let bytes: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let bytes: Vec<u8> = (0..200_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         let policy = load_policy(None).unwrap_or_default();
         let v = analyze_reader("bin", &bytes[..], &policy).map_err(|e| format!("{e:#}"));
         let v = v.unwrap_or_else(|e| panic!("{e}"));

@@ -215,7 +215,11 @@ impl Track {
         let maxp = cfg.max_period.clamp(1, MAX_PERIOD).min(self.n);
         for p in 1..=maxp {
             let at = (self.n - p) % HISTORY;
-            self.runs[p] = if self.hashes[at] == h { self.runs[p] + 1 } else { 0 };
+            self.runs[p] = if self.hashes[at] == h {
+                self.runs[p] + 1
+            } else {
+                0
+            };
             self.exact_runs[p] = if self.exact[at] == x {
                 self.exact_runs[p] + 1
             } else {
@@ -233,18 +237,15 @@ impl Track {
         e.template.clone_from(&norm.template);
         e.raw.clone_from(&line.text);
         e.values.clear();
-        e.values.extend(
-            norm.values
-                .iter()
-                .zip(&vals.hashes)
-                .zip(&vals.novel)
-                .map(|((v, _), &novel)| EntryValue {
+        e.values
+            .extend(norm.values.iter().zip(&vals.hashes).zip(&vals.novel).map(
+                |((v, _), &novel)| EntryValue {
                     kind: v.kind,
                     role: v.role,
                     num: v.num,
                     novel,
-                }),
-        );
+                },
+            ));
         self.n += 1;
 
         if let Some(active) = &self.active {
@@ -363,7 +364,8 @@ impl Track {
         }
 
         let cycle_s = self.cycle_seconds(period, r, &pos);
-        let waiting = error_lines == 0 && cycle_s.is_some_and(|c| c >= cfg.waiting_cycle.as_secs_f64());
+        let waiting =
+            error_lines == 0 && cycle_s.is_some_and(|c| c >= cfg.waiting_cycle.as_secs_f64());
 
         let strong_n = strong.len().min(2);
         let weak_n = weak.len().min(2);
@@ -377,7 +379,9 @@ impl Track {
         };
         let rep_term = (1.8 * (repeats as f64 / 5.0).ln() + 0.2).clamp(-3.0, rep_cap);
         let mut logit = rep_term;
-        let mut reasons = vec![format!("cycle of {period} line(s) repeated {repeats} times")];
+        let mut reasons = vec![format!(
+            "cycle of {period} line(s) repeated {repeats} times"
+        )];
         if error_lines + retry_lines > 0 {
             logit += 1.5;
             reasons.push(format!(
@@ -597,8 +601,8 @@ impl LoopDetector {
             let th = crate::detect::normalize::template_hash(text.as_bytes());
             self.vals.hashes.push(th);
             if !v.kind.is_volatile() && v.role != Role::Volatile {
-                self.vals.exact = (self.vals.exact.rotate_left(7) ^ th)
-                    .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                self.vals.exact =
+                    (self.vals.exact.rotate_left(7) ^ th).wrapping_mul(0x9e37_79b9_7f4a_7c15);
             }
             if !v.kind.is_volatile() && v.role != Role::Volatile {
                 // Keyed by template and slot so that `3` in one line is not `3` in another.
@@ -606,7 +610,8 @@ impl LoopDetector {
                 let new = self.values.insert(key);
                 // A new number only counts as a novel line when it is a named counter:
                 // measurements (`temp 23.4`) change in loops too.
-                if v.role == Role::Counter || !matches!(v.kind, Placeholder::Int | Placeholder::Float)
+                if v.role == Role::Counter
+                    || !matches!(v.kind, Placeholder::Int | Placeholder::Float)
                 {
                     novel |= new;
                 }
@@ -619,9 +624,7 @@ impl LoopDetector {
             self.counters.novel_lines += 1;
         }
 
-        let mut best = self
-            .global
-            .push(&self.cfg, &self.norm, line, &self.vals);
+        let mut best = self.global.push(&self.cfg, &self.norm, line, &self.vals);
 
         let key = (line.pid, line.fd);
         match self.first_stream {
@@ -700,7 +703,9 @@ mod tests {
 
     #[test]
     fn retry_loop_with_changing_timestamps_and_ids_fires_within_four_repeats() {
-        let mut texts: Vec<String> = (0..5).map(|i| format!("Compiling crate{i} v0.1.{i}")).collect();
+        let mut texts: Vec<String> = (0..5)
+            .map(|i| format!("Compiling crate{i} v0.1.{i}"))
+            .collect();
         for i in 0..20 {
             texts.push(format!(
                 "2024-05-01T10:00:{:02}.{:03}Z ERROR request {} failed: connection refused (pid {})",
@@ -709,12 +714,18 @@ mod tests {
                 uuid_like(i),
                 1000 + i
             ));
-            texts.push(format!("2024-05-01T10:00:{:02}.500Z INFO retrying in 10ms", i % 60));
+            texts.push(format!(
+                "2024-05-01T10:00:{:02}.500Z INFO retrying in 10ms",
+                i % 60
+            ));
         }
         let (fired, max, last) = run(&texts);
         let fired = fired.expect("retry loop not detected");
         // Prefix is 5 lines; period 2; 4 repeats end at line 5 + 8.
-        assert!(fired <= 5 + 8, "fired at line {fired}, later than 4 repeats");
+        assert!(
+            fired <= 5 + 8,
+            "fired at line {fired}, later than 4 repeats"
+        );
         assert!(max > 0.9, "final score {max}");
         let f = last.expect("finding");
         let ev = loop_evidence(&f);
@@ -731,7 +742,8 @@ mod tests {
 
     #[test]
     fn identical_line_spam_fires_within_five_repeats() {
-        let texts: Vec<String> = std::iter::repeat_n("Waiting for lock on build directory".to_owned(), 30).collect();
+        let texts: Vec<String> =
+            std::iter::repeat_n("Waiting for lock on build directory".to_owned(), 30).collect();
         let (fired, _, last) = run(&texts);
         let fired = fired.expect("spam not detected");
         assert!(fired <= 5, "fired at line {fired}");
@@ -753,25 +765,48 @@ mod tests {
     #[test]
     fn training_loop_with_step_counter_is_progress() {
         let texts: Vec<String> = (0..200)
-            .map(|i| format!("epoch 1 step {} loss {:.4} lr 0.001", i * 10, 2.0 / (i as f64 + 1.0)))
+            .map(|i| {
+                format!(
+                    "epoch 1 step {} loss {:.4} lr 0.001",
+                    i * 10,
+                    2.0 / (i as f64 + 1.0)
+                )
+            })
             .collect();
         let (fired, max, _) = run(&texts);
-        assert_eq!(fired, None, "healthy training loop flagged (max score {max})");
+        assert_eq!(
+            fired, None,
+            "healthy training loop flagged (max score {max})"
+        );
     }
 
     #[test]
     fn listing_of_new_files_is_progress() {
         let texts: Vec<String> = (0..300)
-            .map(|i| format!("copying ./data/part-{:05}.parquet to s3 bucket", i * 37 % 1000))
+            .map(|i| {
+                format!(
+                    "copying ./data/part-{:05}.parquet to s3 bucket",
+                    i * 37 % 1000
+                )
+            })
             .collect();
         let (fired, max, last) = run(&texts);
-        assert_eq!(fired, None, "file listing flagged (max score {max}): {last:#?}");
+        assert_eq!(
+            fired, None,
+            "file listing flagged (max score {max}): {last:#?}"
+        );
     }
 
     #[test]
     fn slow_polling_without_errors_is_waiting() {
         let texts: Vec<String> = (0..50)
-            .map(|i| format!("2024-05-01 10:{:02}:{:02} Waiting for job 42 to finish (status: running)", i / 12, (i % 12) * 5))
+            .map(|i| {
+                format!(
+                    "2024-05-01 10:{:02}:{:02} Waiting for job 42 to finish (status: running)",
+                    i / 12,
+                    (i % 12) * 5
+                )
+            })
             .collect();
         let (fired, max, _) = run(&texts);
         assert_eq!(fired, None, "slow poll flagged (max score {max})");
@@ -783,7 +818,11 @@ mod tests {
         let mut seq = 0;
         let mut fired = None;
         for restart in 0..10u32 {
-            for t in ["starting server on port 8080", "panic: config file missing", "exit status 2"] {
+            for t in [
+                "starting server on port 8080",
+                "panic: config file missing",
+                "exit status 2",
+            ] {
                 seq += 1;
                 if let Some(f) = d.observe(&line(seq, 100 + restart, 2, t)) {
                     if f.score >= 0.5 && fired.is_none() {
@@ -792,7 +831,10 @@ mod tests {
                 }
             }
         }
-        assert!(fired.is_some_and(|s| s <= 15), "crash loop across pids: {fired:?}");
+        assert!(
+            fired.is_some_and(|s| s <= 15),
+            "crash loop across pids: {fired:?}"
+        );
     }
 
     #[test]
@@ -802,10 +844,20 @@ mod tests {
         let mut fired = None;
         for i in 0..40u64 {
             seq += 1;
-            d.observe(&line(seq, 1, 1, &format!("healthy worker processed batch {i} of {}", i * i)));
+            d.observe(&line(
+                seq,
+                1,
+                1,
+                &format!("healthy worker processed batch {i} of {}", i * i),
+            ));
             if i % 3 == 0 {
                 seq += 1;
-                d.observe(&line(seq, 1, 1, &format!("another unique line about {i}x{}", i * 31)));
+                d.observe(&line(
+                    seq,
+                    1,
+                    1,
+                    &format!("another unique line about {i}x{}", i * 31),
+                ));
             }
             seq += 1;
             if let Some(f) = d.observe(&line(seq, 2, 2, "ERROR upstream unavailable, retrying")) {
@@ -814,7 +866,10 @@ mod tests {
                 }
             }
         }
-        assert!(fired.is_some_and(|i| i < 5), "interleaved loop fired at repeat {fired:?}");
+        assert!(
+            fired.is_some_and(|i| i < 5),
+            "interleaved loop fired at repeat {fired:?}"
+        );
     }
 
     #[test]

@@ -191,7 +191,12 @@ pub fn normalize_into(line: &str, out: &mut Normalized) {
     // quotes, so iterating reaches a fixed point quickly; ordinary lines need no extra pass.
     // Values and signals stay those of the first pass (they index the original line).
     let mut passes = 0;
-    while passes < 16 && out.template.bytes().any(|c| matches!(c, b'"' | b'\'' | b'`')) {
+    while passes < 16
+        && out
+            .template
+            .bytes()
+            .any(|c| matches!(c, b'"' | b'\'' | b'`'))
+    {
         passes += 1;
         let mut again = Normalized::default();
         let mut t = Tokenizer {
@@ -407,18 +412,17 @@ fn keyword_signals(w: &[u8], sig: &mut Signals) -> Role {
             sig.retry = true;
             Role::Volatile
         }
-        b"epoch" | b"step" | b"steps" | b"iter" | b"iteration" | b"batch" | b"page"
-        | b"chunk" | b"part" | b"progress" | b"processed" | b"downloaded" | b"uploaded"
-        | b"completed" | b"complete" | b"done" | b"row" | b"rows" | b"record" | b"records"
-        | b"item" | b"items" | b"shard" | b"block" | b"frame" | b"episode" | b"sample"
-        | b"samples" | b"offset" | b"building" | b"compiling" | b"test" | b"tests"
-        | b"file" | b"files" => {
+        b"epoch" | b"step" | b"steps" | b"iter" | b"iteration" | b"batch" | b"page" | b"chunk"
+        | b"part" | b"progress" | b"processed" | b"downloaded" | b"uploaded" | b"completed"
+        | b"complete" | b"done" | b"row" | b"rows" | b"record" | b"records" | b"item"
+        | b"items" | b"shard" | b"block" | b"frame" | b"episode" | b"sample" | b"samples"
+        | b"offset" | b"building" | b"compiling" | b"test" | b"tests" | b"file" | b"files" => {
             sig.progress = true;
             Role::Counter
         }
-        b"pid" | b"ppid" | b"tid" | b"thread" | b"port" | b"id" | b"req" | b"request"
-        | b"ts" | b"time" | b"timestamp" | b"seq" | b"elapsed" | b"took" | b"latency"
-        | b"duration" | b"try" | b"uptime" | b"worker" | b"conn" | b"session" => Role::Volatile,
+        b"pid" | b"ppid" | b"tid" | b"thread" | b"port" | b"id" | b"req" | b"request" | b"ts"
+        | b"time" | b"timestamp" | b"seq" | b"elapsed" | b"took" | b"latency" | b"duration"
+        | b"try" | b"uptime" | b"worker" | b"conn" | b"session" => Role::Volatile,
         _ => Role::Plain,
     }
 }
@@ -540,8 +544,7 @@ impl Tokenizer<'_, '_> {
         // URL: scheme://…
         if b.get(we..we + 3) == Some(b"://") && word.iter().all(|c| c.is_ascii_alphanumeric()) {
             let mut e = we + 3;
-            while e < b.len() && !matches!(b[e], b' ' | b'\t' | b'"' | b'\'' | b'<' | b'>' | b'`')
-            {
+            while e < b.len() && !matches!(b[e], b' ' | b'\t' | b'"' | b'\'' | b'<' | b'>' | b'`') {
                 e += 1;
             }
             while e > we + 3 && matches!(b[e - 1], b'.' | b',' | b')' | b';' | b':' | b']') {
@@ -1029,7 +1032,10 @@ mod tests {
             ("2024-01-31T12:00:00+02:00 start", "<ts> start"),
             ("2024-01-31 12:00:00,123 INFO x", "<ts> INFO x"),
             ("on 2024-01-31 only", "on <date> only"),
-            ("Nov 25 04:52:01 host sshd[123]: hi", "<ts> host sshd[<int>]: hi"),
+            (
+                "Nov 25 04:52:01 host sshd[123]: hi",
+                "<ts> host sshd[<int>]: hi",
+            ),
             ("Nov  5 04:52:01 host", "<ts> host"),
             ("[12:01:02.345] tick", "[<time>] tick"),
             (

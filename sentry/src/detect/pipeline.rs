@@ -117,6 +117,9 @@ mod tests {
         assert!(best > 0.8, "crash loop scored {best}");
         assert!(p.current_finding().is_some());
         let s = p.progress_signals();
-        assert!(s.lines >= 20 && s.novel_lines <= 3, "{s:?} after {lines} lines");
+        assert!(
+            s.lines >= 20 && s.novel_lines <= 3,
+            "{s:?} after {lines} lines"
+        );
     }
 }
