@@ -153,6 +153,8 @@ struct Entry {
     at: Duration,
     error: bool,
     retry: bool,
+    /// Seconds the line says the program pauses (`sleeping 1s`, `retrying in 5s`).
+    pause_s: f64,
     template: String,
     raw: String,
     values: Vec<EntryValue>,
@@ -234,6 +236,15 @@ impl Track {
         e.at = line.at;
         e.error = norm.signals.error;
         e.retry = norm.signals.retry;
+        e.pause_s = if norm.signals.sleep || norm.signals.retry {
+            norm.values
+                .iter()
+                .filter(|v| v.kind == Placeholder::Duration)
+                .filter_map(|v| v.num)
+                .fold(0.0, f64::max)
+        } else {
+            0.0
+        };
         e.template.clone_from(&norm.template);
         e.raw.clone_from(&line.text);
         e.values.clear();
@@ -324,9 +335,14 @@ impl Track {
                         if nums.iter().any(|x| x.abs() >= CLOCK_LIKE) {
                             continue;
                         }
-                        let up = nums.windows(2).all(|w| w[1] > w[0]);
-                        let down = nums.windows(2).all(|w| w[1] < w[0]);
-                        let novel = series.iter().all(|v| v.novel);
+                        // Non-strict: a rollout reports `1 out of 10` a few times before `2`.
+                        let up = nums.windows(2).all(|w| w[1] >= w[0]) && nums[r - 1] > nums[0];
+                        let down = nums.windows(2).all(|w| w[1] <= w[0]) && nums[r - 1] < nums[0];
+                        let novel = if up || down {
+                            series.iter().any(|v| v.novel)
+                        } else {
+                            series.iter().all(|v| v.novel)
+                        };
                         let kind = if up || down { "counter" } else { "value" };
                         let what = format!(
                             "{kind} {} in line {} of the cycle {} ({} → {})",
@@ -363,9 +379,13 @@ impl Track {
             }
         }
 
-        let cycle_s = self.cycle_seconds(period, r, &pos);
-        let waiting =
-            error_lines == 0 && cycle_s.is_some_and(|c| c >= cfg.waiting_cycle.as_secs_f64());
+        let declared: f64 = (0..period).map(|j| self.entry(pos(j, 0)).pause_s).sum();
+        let cycle_s = self
+            .cycle_seconds(period, r, &pos)
+            .map(|c| c.max(declared))
+            .or((declared > 0.0).then_some(declared));
+        let slow = cycle_s.is_some_and(|c| c >= cfg.waiting_cycle.as_secs_f64());
+        let waiting = error_lines == 0 && slow;
 
         let strong_n = strong.len().min(2);
         let weak_n = weak.len().min(2);
@@ -402,6 +422,10 @@ impl Track {
                 reasons.push(format!(
                     "slow cycle ({c:.1} s per repeat) without errors: waiting or polling"
                 ));
+            } else if slow {
+                // A slow retry of a failing step may still come good; it needs more repeats.
+                logit -= 2.0;
+                reasons.push(format!("slow retry ({c:.1} s per repeat) despite errors"));
             } else {
                 reasons.push(format!("{c:.3} s per repeat"));
             }
@@ -709,14 +733,15 @@ mod tests {
         for i in 0..20 {
             texts.push(format!(
                 "2024-05-01T10:00:{:02}.{:03}Z ERROR request {} failed: connection refused (pid {})",
-                i % 60,
-                i * 7 % 1000,
+                i * 37 / 1000,
+                i * 37 % 1000,
                 uuid_like(i),
                 1000 + i
             ));
             texts.push(format!(
-                "2024-05-01T10:00:{:02}.500Z INFO retrying in 10ms",
-                i % 60
+                "2024-05-01T10:00:{:02}.{:03}Z INFO retrying in 10ms",
+                (i * 37 + 20) / 1000,
+                (i * 37 + 20) % 1000
             ));
         }
         let (fired, max, last) = run(&texts);

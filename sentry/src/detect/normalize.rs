@@ -150,6 +150,8 @@ pub struct Signals {
     pub retry: bool,
     /// A progress word: epoch, step, progress, downloaded, processed, completed…
     pub progress: bool,
+    /// A word announcing a deliberate pause: sleep, sleeping, waiting, backoff…
+    pub sleep: bool,
 }
 
 /// A normalised line.
@@ -324,19 +326,22 @@ fn month_from_name(w: &[u8]) -> Option<u32> {
 
 /// `HH:MM:SS` with optional `.fff`/`,fff` at `i`: (end, seconds of day).
 fn time_of_day(b: &[u8], i: usize) -> Option<(usize, f64)> {
-    let h = fixed_num(b, i, 2)?;
-    if byte(b, i + 2) != b':' {
+    // `9:21:36` (12-hour clocks) as well as `09:21:36`.
+    let hd = if byte(b, i + 1) == b':' { 1 } else { 2 };
+    let h = fixed_num(b, i, hd)?;
+    let c = i + hd;
+    if byte(b, c) != b':' {
         return None;
     }
-    let m = fixed_num(b, i + 3, 2)?;
-    if byte(b, i + 5) != b':' {
+    let m = fixed_num(b, c + 1, 2)?;
+    if byte(b, c + 3) != b':' {
         return None;
     }
-    let s = fixed_num(b, i + 6, 2)?;
+    let s = fixed_num(b, c + 4, 2)?;
     if h > 24 || m > 59 || s > 60 {
         return None;
     }
-    let mut end = i + 8;
+    let mut end = c + 6;
     let mut secs = f64::from(h * 3600 + m * 60 + s);
     if matches!(byte(b, end), b'.' | b',') {
         let n = digits_at(b, end + 1);
@@ -407,9 +412,13 @@ fn keyword_signals(w: &[u8], sig: &mut Signals) -> Role {
             sig.error = true;
             Role::Plain
         }
-        b"retry" | b"retrying" | b"retries" | b"reconnect" | b"reconnecting" | b"backoff"
-        | b"attempt" | b"attempts" | b"restarting" | b"respawning" => {
+        b"retry" | b"retrying" | b"retries" | b"reconnect" | b"reconnecting" | b"attempt"
+        | b"attempts" | b"restarting" | b"respawning" => {
             sig.retry = true;
+            Role::Volatile
+        }
+        b"sleep" | b"sleeping" | b"sleeps" | b"waiting" | b"wait" | b"backoff" | b"pausing" => {
+            sig.sleep = true;
             Role::Volatile
         }
         b"epoch" | b"step" | b"steps" | b"iter" | b"iteration" | b"batch" | b"page" | b"chunk"
@@ -670,7 +679,7 @@ impl Tokenizer<'_, '_> {
                 }
             }
         }
-        if d == 2 {
+        if d <= 2 {
             if let Some((end, secs)) = time_of_day(b, i) {
                 if !b_is_digit(b, end) && byte(b, end) != b':' {
                     let end = timezone(b, end);
@@ -1038,6 +1047,7 @@ mod tests {
             ),
             ("Nov  5 04:52:01 host", "<ts> host"),
             ("[12:01:02.345] tick", "[<time>] tick"),
+            ("9:21:36 AM [vite] hmr", "<time> AM [vite] hmr"),
             (
                 "1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] \"GET /a/b HTTP/1.1\" 200 512",
                 "<ip> - - [<ts>] \"GET <path> HTTP/<float>\" <int> <int>",
