@@ -38,12 +38,18 @@ fn retry_loop_log() -> String {
             "2024-05-01T10:00:0{i}Z starting job {i}: fetching index\n"
         ));
     }
-    for i in 0..40 {
-        s.push_str(&format!("2024-05-01T10:01:{:02}.{:03}Z ERROR fetch https://registry.example.com/index failed: connection refused\n", i % 60, i * 13 % 1000));
+    // A fast retry loop: about 60 ms per attempt, as "retrying in 50ms" says.
+    for i in 0..40u64 {
+        let ms = 10_000 + i * 60;
         s.push_str(&format!(
-            "2024-05-01T10:01:{:02}.{:03}Z INFO retrying in 50ms (attempt {})\n",
-            i % 60,
-            i * 17 % 1000,
+            "2024-05-01T10:00:{:02}.{:03}Z ERROR fetch https://registry.example.com/index failed: connection refused\n",
+            ms / 1000,
+            ms % 1000
+        ));
+        s.push_str(&format!(
+            "2024-05-01T10:00:{:02}.{:03}Z INFO retrying in 50ms (attempt {})\n",
+            (ms + 5) / 1000,
+            (ms + 5) % 1000,
             i + 1
         ));
     }
