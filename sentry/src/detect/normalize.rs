@@ -1141,7 +1141,7 @@ mod tests {
 
     #[test]
     fn fuzz_found_inputs_are_idempotent() {
-        for s in ["RE/A.A..5"] {
+        for s in ["RE/A.A..5", "x/y.txt<b>", "a/b/c..<int>"] {
             let once = t(s);
             assert_eq!(t(&once), once, "normalising {s:?}");
         }
