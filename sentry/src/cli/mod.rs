@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod analyze;
 pub mod run;
 
 /// sentry: notices when a command has become a runaway and stops it safely.
@@ -19,6 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a command under supervision: `sentry run -- CMD [ARGS…]`.
     Run(run::RunArgs),
+    /// Judge recorded logs: one verdict (runaway or healthy) per file.
+    Analyze(analyze::AnalyzeArgs),
 }
 
 /// Parses the command line, runs the subcommand and maps its outcome to an exit status.
@@ -26,5 +29,6 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Analyze(args) => analyze::run(&args),
     }
 }
