@@ -4,6 +4,8 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+mod bench;
+
 #[derive(Debug, Parser)]
 #[command(name = "cargo xtask")]
 struct Cli {
@@ -12,9 +14,14 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Benchmarks: `detect` (corpus quality + throughput), `capture` (cost of capture).
+    Bench(bench::BenchArgs),
+}
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Bench(args) => bench::run(args),
+    }
 }
