@@ -8,4 +8,6 @@
 //! the build tooling (that is `xtask`).
 
 pub mod cli;
+pub mod decide;
+pub mod detect;
 pub mod model;

@@ -1,0 +1,962 @@
+//! The output-loop detector: finds *periodic* sequences of line templates (a cycle of 1 to
+//! [`MAX_PERIOD`] lines repeated back to back) and weighs whether the repetition is a runaway
+//! or legitimate work.
+//!
+//! Periodicity is found cheaply: for every period `p` a running count of consecutive lines
+//! whose template equals the template `p` lines earlier is kept, so each line costs
+//! `MAX_PERIOD` hash comparisons. A count of `(k - 1) * p` means a `p`-line cycle has been
+//! seen `k` times. This runs on the merged sequence of all streams (so a loop that restarts
+//! under new pids, or interleaves stdout and stderr in a fixed order, is one sequence) and,
+//! once several streams write, also per `(pid, fd)` (so a loop next to a noisy healthy
+//! neighbour is still seen).
+//!
+//! A detected cycle is then scored from its last repeats: repetitions, error and retry words,
+//! and byte-identical repeats weigh towards runaway; counters that advance in otherwise
+//! healthy lines (`step 120`, `45%`, `3/10`) and values that are new on every repeat (file
+//! names, URLs, quoted names) weigh towards progress; a slow cycle without errors (from
+//! timestamps in the text, else from arrival times) is a program waiting, not a runaway.
+//! Volatile values (timestamps, UUIDs, hex ids, pids, durations) are ignored for progress:
+//! they change on every line of a real loop.
+//!
+//! Memory is bounded whatever the input length: a ring of the last [`HISTORY`] lines per
+//! tracked sequence, a bounded number of per-stream sequences, and bounded novelty sets.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::time::Duration;
+
+use crate::detect::lines::Line;
+use crate::detect::normalize::{normalize_into, Normalized, Placeholder, Role};
+use crate::model::{Evidence, Finding, FindingKind, LoopEvidence};
+
+/// Longest cycle looked for, in lines.
+pub const MAX_PERIOD: usize = 64;
+
+/// Lines kept per tracked sequence; enough for [`MAX_REPEATS_SCORED`] repeats of the longest
+/// period.
+pub const HISTORY: usize = 512;
+
+/// Repeats of a cycle inspected when scoring it.
+pub const MAX_REPEATS_SCORED: usize = 8;
+
+/// Per-stream sequences tracked at once (least recently written dropped first).
+const MAX_STREAM_TRACKS: usize = 16;
+
+/// Entries per novelty generation; two generations are kept (about 1 MiB each at most).
+const NOVELTY_GENERATION: usize = 1 << 16;
+
+/// Characters of each pattern/example line kept in evidence.
+const EVIDENCE_LINE_CHARS: usize = 300;
+
+/// Integers this large are clocks (epoch seconds or milliseconds), not progress counters.
+const CLOCK_LIKE: f64 = 1e9;
+
+/// Tunables of the loop detector.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoopConfig {
+    /// Longest period looked for (capped at [`MAX_PERIOD`]).
+    pub max_period: usize,
+    /// Repeats before a cycle is scored at all (a finding exists from then on).
+    pub min_repeats: usize,
+    /// A cycle slower than this without errors is waiting (polling), not looping.
+    pub waiting_cycle: Duration,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        LoopConfig {
+            max_period: MAX_PERIOD,
+            // Three repeats give a finding (scored low); the score crosses 0.5 at four
+            // repeats with error lines and at five without, per the detection target.
+            min_repeats: 3,
+            waiting_cycle: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Cumulative output-progress signals, for detectors that need "is it still doing new
+/// things?" (the CPU-burn detector vetoes on these).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProgressCounters {
+    /// Text lines seen (binary and blank lines excluded).
+    pub lines: u64,
+    /// Lines with a template never seen before or a new non-volatile value.
+    pub novel_lines: u64,
+    /// Binary lines seen (not analysed).
+    pub binary_lines: u64,
+}
+
+/// Hasher for keys that already are good 64-bit hashes.
+#[derive(Default)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type HashIdSet = HashSet<u64, BuildHasherDefault<IdentityHasher>>;
+
+/// A set of hashes with bounded memory: when the current generation fills, it becomes the
+/// previous one and the oldest generation is forgotten.
+#[derive(Default)]
+struct NoveltySet {
+    current: HashIdSet,
+    previous: HashIdSet,
+}
+
+impl NoveltySet {
+    /// Inserts `h`; true when it was not known.
+    fn insert(&mut self, h: u64) -> bool {
+        if self.current.contains(&h) || self.previous.contains(&h) {
+            return false;
+        }
+        if self.current.len() >= NOVELTY_GENERATION {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert(h);
+        true
+    }
+}
+
+/// One value of a remembered line.
+#[derive(Debug, Clone, Copy)]
+struct EntryValue {
+    kind: Placeholder,
+    role: Role,
+    num: Option<f64>,
+    /// Never seen before in this template slot (a sign of new work).
+    novel: bool,
+}
+
+/// Per-line value information computed once and shared by every track.
+#[derive(Debug, Default)]
+struct ValueInfo {
+    hashes: Vec<u64>,
+    novel: Vec<bool>,
+    exact: u64,
+}
+
+/// A remembered line.
+#[derive(Debug, Default, Clone)]
+struct Entry {
+    seq: u64,
+    at: Duration,
+    error: bool,
+    retry: bool,
+    /// Seconds the line says the program pauses (`sleeping 1s`, `retrying in 5s`).
+    pause_s: f64,
+    template: String,
+    raw: String,
+    values: Vec<EntryValue>,
+}
+
+/// A cycle currently repeating in one sequence.
+#[derive(Debug, Clone)]
+struct Active {
+    period: usize,
+    first_line: u64,
+    repeats: usize,
+    finding: Finding,
+}
+
+/// Periodicity tracking over one sequence of lines.
+struct Track {
+    hashes: Vec<u64>,
+    /// Template hash combined with the line's non-volatile values: equal only when the
+    /// line really repeats (same file, same name), not merely has the same shape.
+    exact: Vec<u64>,
+    entries: Vec<Entry>,
+    /// Lines pushed so far.
+    n: usize,
+    /// `runs[p]`: consecutive lines equal to the line `p` earlier.
+    runs: [u32; MAX_PERIOD + 1],
+    /// Like `runs`, over `exact`.
+    exact_runs: [u32; MAX_PERIOD + 1],
+    active: Option<Active>,
+    last_write: u64,
+}
+
+impl Track {
+    fn new() -> Self {
+        Track {
+            hashes: vec![0; HISTORY],
+            exact: vec![0; HISTORY],
+            entries: vec![Entry::default(); HISTORY],
+            n: 0,
+            runs: [0; MAX_PERIOD + 1],
+            exact_runs: [0; MAX_PERIOD + 1],
+            active: None,
+            last_write: 0,
+        }
+    }
+
+    fn entry(&self, pos: usize) -> &Entry {
+        &self.entries[pos % HISTORY]
+    }
+
+    /// Adds a line; returns the updated finding when the active cycle gained a repeat.
+    fn push(
+        &mut self,
+        cfg: &LoopConfig,
+        norm: &Normalized,
+        line: &Line,
+        vals: &ValueInfo,
+    ) -> Option<Finding> {
+        let h = norm.hash;
+        let x = vals.exact;
+        let maxp = cfg.max_period.clamp(1, MAX_PERIOD).min(self.n);
+        for p in 1..=maxp {
+            let at = (self.n - p) % HISTORY;
+            self.runs[p] = if self.hashes[at] == h {
+                self.runs[p] + 1
+            } else {
+                0
+            };
+            self.exact_runs[p] = if self.exact[at] == x {
+                self.exact_runs[p] + 1
+            } else {
+                0
+            };
+        }
+        let idx = self.n % HISTORY;
+        self.hashes[idx] = h;
+        self.exact[idx] = x;
+        let e = &mut self.entries[idx];
+        e.seq = line.seq;
+        e.at = line.at;
+        e.error = norm.signals.error;
+        e.retry = norm.signals.retry;
+        e.pause_s = if norm.signals.sleep || norm.signals.retry {
+            norm.values
+                .iter()
+                .filter(|v| v.kind == Placeholder::Duration)
+                .filter_map(|v| v.num)
+                .fold(0.0, f64::max)
+        } else {
+            0.0
+        };
+        e.template.clone_from(&norm.template);
+        e.raw.clone_from(&line.text);
+        e.values.clear();
+        e.values
+            .extend(norm.values.iter().zip(&vals.hashes).zip(&vals.novel).map(
+                |((v, _), &novel)| EntryValue {
+                    kind: v.kind,
+                    role: v.role,
+                    num: v.num,
+                    novel,
+                },
+            ));
+        self.n += 1;
+
+        if let Some(active) = &self.active {
+            let p = active.period;
+            if self.runs[p] == 0 {
+                self.active = None;
+            } else {
+                let repeats = self.runs[p] as usize / p + 1;
+                if repeats > active.repeats {
+                    let first = active.first_line;
+                    return self.evaluate(cfg, p, repeats, first, line);
+                }
+                return None;
+            }
+        }
+        let need = cfg.min_repeats.max(2) - 1;
+        let found = (1..=maxp).find(|&p| self.runs[p] as usize >= need * p)?;
+        let repeats = self.runs[found] as usize / found + 1;
+        let start = self.n - (self.runs[found] as usize + found);
+        let first = self.entry(start).seq;
+        self.evaluate(cfg, found, repeats, first, line)
+    }
+
+    /// Scores the cycle of `period` lines that just completed `repeats` repeats.
+    fn evaluate(
+        &mut self,
+        cfg: &LoopConfig,
+        period: usize,
+        repeats: usize,
+        first_line: u64,
+        line: &Line,
+    ) -> Option<Finding> {
+        let r = repeats.min(MAX_REPEATS_SCORED).min(HISTORY / period);
+        let last = self.n - 1;
+        // Position of line `j` of the cycle `k` repeats back (k = 0 is the latest).
+        let pos = |j: usize, k: usize| last + 1 - period + j - k * period;
+
+        let mut error_lines = 0usize;
+        let mut retry_lines = 0usize;
+        let mut strong: Vec<String> = Vec::new();
+        let mut weak: Vec<String> = Vec::new();
+        let mut identical = true;
+        // Counters only speak for progress in a cycle without errors: a retry loop numbers
+        // its attempts too.
+        let erring_cycle =
+            (0..period).any(|j| self.entry(pos(j, 0)).error || self.entry(pos(j, 0)).retry);
+        for j in 0..period {
+            let latest = self.entry(pos(j, 0));
+            error_lines += usize::from(latest.error);
+            retry_lines += usize::from(latest.retry);
+            let healthy_line = !latest.error && !latest.retry;
+            if (1..r).any(|k| self.entry(pos(j, k)).raw != latest.raw) {
+                identical = false;
+            }
+            let nvals = (0..r)
+                .map(|k| self.entry(pos(j, k)).values.len())
+                .min()
+                .unwrap_or(0);
+            for s in 0..nvals {
+                let v0 = latest.values[s];
+                if v0.kind.is_volatile() || v0.role == Role::Volatile {
+                    continue;
+                }
+                // Chronological order: oldest repeat first.
+                let series: Vec<EntryValue> = (0..r)
+                    .rev()
+                    .map(|k| self.entry(pos(j, k)).values[s])
+                    .collect();
+                match v0.kind {
+                    Placeholder::Int | Placeholder::Float => {
+                        if !healthy_line || r < 3 {
+                            continue;
+                        }
+                        let nums: Option<Vec<f64>> = series.iter().map(|v| v.num).collect();
+                        let Some(nums) = nums else { continue };
+                        if nums.iter().any(|x| x.abs() >= CLOCK_LIKE) {
+                            continue;
+                        }
+                        // Non-strict: a rollout reports `1 out of 10` a few times before `2`.
+                        let up = nums.windows(2).all(|w| w[1] >= w[0]) && nums[r - 1] > nums[0];
+                        let down = nums.windows(2).all(|w| w[1] <= w[0]) && nums[r - 1] < nums[0];
+                        let novel = if up || down {
+                            series.iter().any(|v| v.novel)
+                        } else {
+                            series.iter().all(|v| v.novel)
+                        };
+                        let kind = if up || down { "counter" } else { "value" };
+                        let what = format!(
+                            "{kind} {} in line {} of the cycle {} ({} → {})",
+                            v0.kind,
+                            j + 1,
+                            match (up, down, novel) {
+                                (true, _, true) => "advances to new values",
+                                (true, _, false) => "advances",
+                                (_, true, _) => "counts down",
+                                _ => "takes new values",
+                            },
+                            fmt_num(nums[0]),
+                            fmt_num(nums[nums.len() - 1]),
+                        );
+                        // A counter reaching values never seen before is new work; one that
+                        // climbs the same steps again (a retry loop restarting at step 1),
+                        // or a value that is merely new, is a hint only.
+                        if (up || down) && novel && !erring_cycle {
+                            strong.push(what);
+                        } else if up || down || novel {
+                            weak.push(what);
+                        }
+                    }
+                    _ => {
+                        if r >= 2 && series.iter().all(|v| v.novel) {
+                            strong.push(format!(
+                                "a new {} on every repeat in line {} of the cycle",
+                                v0.kind,
+                                j + 1
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+
+        let declared: f64 = (0..period).map(|j| self.entry(pos(j, 0)).pause_s).sum();
+        let cycle_s = self
+            .cycle_seconds(period, r, &pos)
+            .map(|c| c.max(declared))
+            .or((declared > 0.0).then_some(declared));
+        let slow = cycle_s.is_some_and(|c| c >= cfg.waiting_cycle.as_secs_f64());
+        let waiting = error_lines == 0 && slow;
+
+        let strong_n = strong.len().min(2);
+        let weak_n = weak.len().min(2);
+        // When every repeat does new work, more repeats are more work, not more evidence.
+        let rep_cap = if strong_n > 0 {
+            0.0
+        } else if weak_n > 0 {
+            1.0
+        } else {
+            3.0
+        };
+        let rep_term = (1.8 * (repeats as f64 / 5.0).ln() + 0.2).clamp(-3.0, rep_cap);
+        let mut logit = rep_term;
+        let mut reasons = vec![format!(
+            "cycle of {period} line(s) repeated {repeats} times"
+        )];
+        if error_lines + retry_lines > 0 {
+            logit += 1.5;
+            reasons.push(format!(
+                "{error_lines} error and {retry_lines} retry line(s) per cycle"
+            ));
+        }
+        if identical && r >= 2 {
+            logit += 0.5;
+            reasons.push("repeats are byte-identical".to_owned());
+        }
+        logit -= 2.5 * strong_n as f64 + 1.5 * weak_n as f64;
+        for s in strong.iter().chain(weak.iter()).take(4) {
+            reasons.push(format!("progress: {s}"));
+        }
+        if let Some(c) = cycle_s {
+            if waiting {
+                logit -= 4.0;
+                reasons.push(format!(
+                    "slow cycle ({c:.1} s per repeat) without errors: waiting or polling"
+                ));
+            } else if slow {
+                // A slow retry of a failing step may still come good; it needs more repeats.
+                logit -= 2.0;
+                reasons.push(format!("slow retry ({c:.1} s per repeat) despite errors"));
+            } else {
+                reasons.push(format!("{c:.3} s per repeat"));
+            }
+        }
+        let score = 1.0 / (1.0 + (-logit).exp());
+
+        // Same-shaped lines may cycle through a fixed set of values (an agent re-reading the
+        // same 40 files): report the cycle of exact repeats once one full cycle is seen.
+        let (ev_period, ev_repeats) = if strong_n == 0 {
+            (period..=MAX_PERIOD.min(self.n / 2))
+                .step_by(period)
+                .find(|&q| self.exact_runs[q] as usize >= q)
+                .map(|q| (q, self.exact_runs[q] as usize / q + 1))
+                .filter(|&(q, _)| q > period && self.exact_runs[period] == 0)
+                .unwrap_or((period, repeats))
+        } else {
+            (period, repeats)
+        };
+        if ev_period != period {
+            reasons.push(format!(
+                "the same {ev_period}-line block of values repeats {ev_repeats} times"
+            ));
+        }
+        let period_ev = ev_period;
+        let first_of = last + 1 - period_ev;
+        let pattern: Vec<String> = (0..period_ev)
+            .map(|j| clip(&self.entry(first_of + j).template))
+            .collect();
+        let example: Vec<String> = (0..period_ev)
+            .map(|j| clip(&self.entry(first_of + j).raw))
+            .collect();
+        let mut summary = format!("period {period_ev}, {repeats} repeats");
+        if error_lines > 0 {
+            summary.push_str(&format!(", {error_lines} error line(s) per cycle"));
+        }
+        if strong_n + weak_n > 0 {
+            summary.push_str(", with progress");
+        }
+        if waiting {
+            summary.push_str(", slow (waiting)");
+        }
+        let finding = Finding {
+            kind: FindingKind::OutputLoop,
+            score,
+            at: line.at,
+            summary,
+            reasons,
+            evidence: Evidence::Loop(LoopEvidence {
+                period: period_ev,
+                repeats: if period_ev == period {
+                    repeats
+                } else {
+                    ev_repeats
+                },
+                pattern,
+                example,
+                first_line,
+                last_line: line.seq,
+            }),
+        };
+        self.active = Some(Active {
+            period,
+            first_line,
+            repeats,
+            finding: finding.clone(),
+        });
+        Some(finding)
+    }
+
+    /// Seconds per repeat: from the first timestamp value of the cycle's first line when the
+    /// text has one, else from arrival times.
+    fn cycle_seconds(
+        &self,
+        period: usize,
+        r: usize,
+        pos: &dyn Fn(usize, usize) -> usize,
+    ) -> Option<f64> {
+        if r < 2 {
+            return None;
+        }
+        let clock = |e: &Entry| {
+            e.values
+                .iter()
+                .find(|v| matches!(v.kind, Placeholder::Timestamp | Placeholder::Time))
+                .and_then(|v| v.num)
+        };
+        for j in 0..period {
+            let newest = self.entry(pos(j, 0));
+            let oldest = self.entry(pos(j, r - 1));
+            if let (Some(a), Some(b)) = (clock(oldest), clock(newest)) {
+                if b >= a {
+                    return Some((b - a) / (r - 1) as f64);
+                }
+            }
+        }
+        let newest = self.entry(pos(0, 0)).at;
+        let oldest = self.entry(pos(0, r - 1)).at;
+        Some(newest.saturating_sub(oldest).as_secs_f64() / (r - 1) as f64)
+    }
+}
+
+fn fmt_num(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x:.4}")
+    }
+}
+
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(EVIDENCE_LINE_CHARS) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+/// Finds output loops in a stream of [`Line`]s; see the module documentation.
+pub struct LoopDetector {
+    cfg: LoopConfig,
+    norm: Normalized,
+    vals: ValueInfo,
+    global: Track,
+    streams: HashMap<(u32, u32), Track>,
+    first_stream: Option<(u32, u32)>,
+    multi_stream: bool,
+    templates: NoveltySet,
+    values: NoveltySet,
+    counters: ProgressCounters,
+    writes: u64,
+}
+
+impl Default for LoopDetector {
+    fn default() -> Self {
+        Self::new(LoopConfig::default())
+    }
+}
+
+impl LoopDetector {
+    /// A detector with the given configuration.
+    pub fn new(cfg: LoopConfig) -> Self {
+        LoopDetector {
+            cfg,
+            norm: Normalized::default(),
+            vals: ValueInfo::default(),
+            global: Track::new(),
+            streams: HashMap::new(),
+            first_stream: None,
+            multi_stream: false,
+            templates: NoveltySet::default(),
+            values: NoveltySet::default(),
+            counters: ProgressCounters::default(),
+            writes: 0,
+        }
+    }
+
+    /// Cumulative line and novel-line counts (a progress signal for other detectors).
+    pub fn progress_counters(&self) -> ProgressCounters {
+        self.counters
+    }
+
+    /// The normalised form of the line last observed.
+    pub fn last_normalized(&self) -> &Normalized {
+        &self.norm
+    }
+
+    /// The finding of the strongest loop still repeating, if any.
+    pub fn current(&self) -> Option<&Finding> {
+        std::iter::once(&self.global)
+            .chain(self.streams.values())
+            .filter_map(|t| t.active.as_ref())
+            .map(|a| &a.finding)
+            .max_by(|a, b| a.score.total_cmp(&b.score))
+    }
+
+    /// Feeds one line. Returns a finding when a loop was scored on this line (a new loop, or
+    /// an active loop completing another repeat); the strongest one when several sequences
+    /// scored.
+    pub fn observe(&mut self, line: &Line) -> Option<Finding> {
+        if line.binary {
+            self.counters.binary_lines += 1;
+            return None;
+        }
+        // Blank lines and rulers (`-----`) carry nothing; skipping them keeps a cycle that
+        // contains them periodic.
+        if !line.text.bytes().any(|c| c.is_ascii_alphanumeric()) {
+            return None;
+        }
+        self.counters.lines += 1;
+        normalize_into(&line.text, &mut self.norm);
+
+        self.vals.hashes.clear();
+        self.vals.novel.clear();
+        self.vals.exact = self.norm.hash;
+        let mut novel = self.templates.insert(self.norm.hash);
+        for v in &self.norm.values {
+            let text = v.text(&line.text);
+            let th = crate::detect::normalize::template_hash(text.as_bytes());
+            self.vals.hashes.push(th);
+            if !v.kind.is_volatile() && v.role != Role::Volatile {
+                self.vals.exact =
+                    (self.vals.exact.rotate_left(7) ^ th).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            }
+            if !v.kind.is_volatile() && v.role != Role::Volatile {
+                // Keyed by template and slot so that `3` in one line is not `3` in another.
+                let key = th ^ self.norm.hash.rotate_left(17) ^ u64::from(v.slot);
+                let new = self.values.insert(key);
+                // A new number only counts as a novel line when it is a named counter:
+                // measurements (`temp 23.4`) change in loops too.
+                if v.role == Role::Counter
+                    || !matches!(v.kind, Placeholder::Int | Placeholder::Float)
+                {
+                    novel |= new;
+                }
+                self.vals.novel.push(new);
+            } else {
+                self.vals.novel.push(false);
+            }
+        }
+        if novel {
+            self.counters.novel_lines += 1;
+        }
+
+        let mut best = self.global.push(&self.cfg, &self.norm, line, &self.vals);
+
+        let key = (line.pid, line.fd);
+        match self.first_stream {
+            None => self.first_stream = Some(key),
+            Some(k) if k != key => self.multi_stream = true,
+            _ => {}
+        }
+        if self.multi_stream {
+            self.writes += 1;
+            if !self.streams.contains_key(&key) && self.streams.len() >= MAX_STREAM_TRACKS {
+                if let Some(old) = self
+                    .streams
+                    .iter()
+                    .min_by_key(|(_, t)| t.last_write)
+                    .map(|(k, _)| *k)
+                {
+                    self.streams.remove(&old);
+                }
+            }
+            let track = self.streams.entry(key).or_insert_with(Track::new);
+            track.last_write = self.writes;
+            if let Some(f) = track.push(&self.cfg, &self.norm, line, &self.vals) {
+                if best.as_ref().is_none_or(|b| f.score > b.score) {
+                    best = Some(f);
+                }
+            }
+        }
+        best
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn line(seq: u64, pid: u32, fd: u32, text: &str) -> Line {
+        Line {
+            seq,
+            pid,
+            fd,
+            at: Duration::from_millis(seq),
+            text: text.to_owned(),
+            truncated: false,
+            original_len: text.len(),
+            binary: false,
+        }
+    }
+
+    /// Runs `texts` through a detector; returns (seq where score first reached 0.5, max score,
+    /// last finding).
+    fn run(texts: &[String]) -> (Option<u64>, f64, Option<Finding>) {
+        let mut d = LoopDetector::default();
+        let mut fired = None;
+        let mut max: f64 = 0.0;
+        let mut last = None;
+        for (i, t) in texts.iter().enumerate() {
+            let l = line(i as u64 + 1, 1, 1, t);
+            if let Some(f) = d.observe(&l) {
+                max = max.max(f.score);
+                if f.score >= 0.5 && fired.is_none() {
+                    fired = Some(l.seq);
+                }
+                last = Some(f);
+            }
+        }
+        (fired, max, last)
+    }
+
+    fn loop_evidence(f: &Finding) -> &LoopEvidence {
+        match &f.evidence {
+            Evidence::Loop(l) => l,
+            other => panic!("expected loop evidence, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn retry_loop_with_changing_timestamps_and_ids_fires_within_four_repeats() {
+        let mut texts: Vec<String> = (0..5)
+            .map(|i| format!("Compiling crate{i} v0.1.{i}"))
+            .collect();
+        for i in 0..20 {
+            texts.push(format!(
+                "2024-05-01T10:00:{:02}.{:03}Z ERROR request {} failed: connection refused (pid {})",
+                i * 37 / 1000,
+                i * 37 % 1000,
+                uuid_like(i),
+                1000 + i
+            ));
+            texts.push(format!(
+                "2024-05-01T10:00:{:02}.{:03}Z INFO retrying in 10ms",
+                (i * 37 + 20) / 1000,
+                (i * 37 + 20) % 1000
+            ));
+        }
+        let (fired, max, last) = run(&texts);
+        let fired = fired.expect("retry loop not detected");
+        // Prefix is 5 lines; period 2; 4 repeats end at line 5 + 8.
+        assert!(
+            fired <= 5 + 8,
+            "fired at line {fired}, later than 4 repeats"
+        );
+        assert!(max > 0.9, "final score {max}");
+        let f = last.expect("finding");
+        let ev = loop_evidence(&f);
+        assert_eq!(ev.period, 2);
+        assert_eq!(ev.first_line, 6);
+        assert_eq!(ev.pattern.len(), 2);
+        assert!(ev.pattern[0].contains("<uuid>"), "{:?}", ev.pattern);
+        assert!(ev.example[1].contains("retrying"));
+    }
+
+    fn uuid_like(i: u64) -> String {
+        format!("{:08x}-{:04x}-4abc-8def-{:012x}", i * 7919, i, i * 104_729)
+    }
+
+    #[test]
+    fn identical_line_spam_fires_within_five_repeats() {
+        let texts: Vec<String> =
+            std::iter::repeat_n("Waiting for lock on build directory".to_owned(), 30).collect();
+        let (fired, _, last) = run(&texts);
+        let fired = fired.expect("spam not detected");
+        assert!(fired <= 5, "fired at line {fired}");
+        assert_eq!(last.map(|f| loop_evidence(&f).period), Some(1));
+    }
+
+    #[test]
+    fn long_period_cycle_is_found() {
+        let cycle: Vec<String> = (0..40)
+            .map(|i| format!("agent step: tool call read_file path=src/mod_{i}.rs"))
+            .collect();
+        let texts: Vec<String> = cycle.iter().cycle().take(40 * 7).cloned().collect();
+        let (fired, _, last) = run(&texts);
+        let fired = fired.expect("long cycle not detected");
+        assert!(fired <= 40 * 5, "fired at line {fired}");
+        assert_eq!(last.map(|f| loop_evidence(&f).period), Some(40));
+    }
+
+    #[test]
+    fn training_loop_with_step_counter_is_progress() {
+        let texts: Vec<String> = (0..200)
+            .map(|i| {
+                format!(
+                    "epoch 1 step {} loss {:.4} lr 0.001",
+                    i * 10,
+                    2.0 / (i as f64 + 1.0)
+                )
+            })
+            .collect();
+        let (fired, max, _) = run(&texts);
+        assert_eq!(
+            fired, None,
+            "healthy training loop flagged (max score {max})"
+        );
+    }
+
+    #[test]
+    fn listing_of_new_files_is_progress() {
+        let texts: Vec<String> = (0..300)
+            .map(|i| {
+                format!(
+                    "copying ./data/part-{:05}.parquet to s3 bucket",
+                    i * 37 % 1000
+                )
+            })
+            .collect();
+        let (fired, max, last) = run(&texts);
+        assert_eq!(
+            fired, None,
+            "file listing flagged (max score {max}): {last:#?}"
+        );
+    }
+
+    #[test]
+    fn slow_polling_without_errors_is_waiting() {
+        let texts: Vec<String> = (0..50)
+            .map(|i| {
+                format!(
+                    "2024-05-01 10:{:02}:{:02} Waiting for job 42 to finish (status: running)",
+                    i / 12,
+                    (i % 12) * 5
+                )
+            })
+            .collect();
+        let (fired, max, _) = run(&texts);
+        assert_eq!(fired, None, "slow poll flagged (max score {max})");
+    }
+
+    #[test]
+    fn restarts_under_new_pids_are_one_loop() {
+        let mut d = LoopDetector::default();
+        let mut seq = 0;
+        let mut fired = None;
+        for restart in 0..10u32 {
+            for t in [
+                "starting server on port 8080",
+                "panic: config file missing",
+                "exit status 2",
+            ] {
+                seq += 1;
+                if let Some(f) = d.observe(&line(seq, 100 + restart, 2, t)) {
+                    if f.score >= 0.5 && fired.is_none() {
+                        fired = Some(seq);
+                    }
+                }
+            }
+        }
+        assert!(
+            fired.is_some_and(|s| s <= 15),
+            "crash loop across pids: {fired:?}"
+        );
+    }
+
+    #[test]
+    fn loop_next_to_noisy_neighbour_is_found_per_stream() {
+        let mut d = LoopDetector::default();
+        let mut seq = 0;
+        let mut fired = None;
+        for i in 0..40u64 {
+            seq += 1;
+            d.observe(&line(
+                seq,
+                1,
+                1,
+                &format!("healthy worker processed batch {i} of {}", i * i),
+            ));
+            if i % 3 == 0 {
+                seq += 1;
+                d.observe(&line(
+                    seq,
+                    1,
+                    1,
+                    &format!("another unique line about {i}x{}", i * 31),
+                ));
+            }
+            seq += 1;
+            if let Some(f) = d.observe(&line(seq, 2, 2, "ERROR upstream unavailable, retrying")) {
+                if f.score >= 0.5 && fired.is_none() {
+                    fired = Some(i);
+                }
+            }
+        }
+        assert!(
+            fired.is_some_and(|i| i < 5),
+            "interleaved loop fired at repeat {fired:?}"
+        );
+    }
+
+    #[test]
+    fn progress_counters_count_novel_lines() {
+        let mut d = LoopDetector::default();
+        for i in 0..10 {
+            d.observe(&line(i, 1, 1, "same line again"));
+        }
+        for i in 10..20 {
+            d.observe(&line(i, 1, 1, &format!("wrote /tmp/out/file{i}.txt")));
+        }
+        let c = d.progress_counters();
+        assert_eq!(c.lines, 20);
+        assert_eq!(c.novel_lines, 1 + 10);
+    }
+
+    #[test]
+    fn blank_and_binary_lines_are_skipped() {
+        let mut d = LoopDetector::default();
+        let mut b = line(1, 1, 1, "");
+        b.binary = true;
+        for i in 0..20 {
+            assert!(d.observe(&line(i, 1, 1, "")).is_none());
+            assert!(d.observe(&line(i, 1, 1, "------")).is_none());
+            assert!(d.observe(&b).is_none());
+        }
+        assert_eq!(d.progress_counters().lines, 0);
+        assert_eq!(d.progress_counters().binary_lines, 20);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn any_cycle_repeated_five_times_is_detected(
+            words in proptest::collection::vec("[a-z]{3,10}( [a-z]{2,8}){1,4}", 1..=12),
+            prefix in proptest::collection::vec("[a-z]{4,12} [a-z]{4,12}", 0..5),
+        ) {
+            // Distinct lines within the cycle so that its true period is its length.
+            let mut cycle: Vec<String> = Vec::new();
+            for (i, w) in words.iter().enumerate() {
+                cycle.push(format!("{w} e{}x", "q".repeat(i + 1)));
+            }
+            let p = cycle.len();
+            let mut texts: Vec<String> = prefix.iter().map(|s| format!("prefix {s}")).collect();
+            let pre = texts.len() as u64;
+            for _ in 0..5 {
+                texts.extend(cycle.iter().cloned());
+            }
+            let (fired, max, last) = run(&texts);
+            prop_assert!(fired.is_some(), "not detected, max score {}", max);
+            let f = last.expect("finding");
+            prop_assert_eq!(loop_evidence(&f).period, p);
+            prop_assert!(fired.unwrap_or(u64::MAX) <= pre + 5 * p as u64);
+        }
+
+        #[test]
+        fn novel_lines_never_fire(lines in proptest::collection::vec("[a-z]{2,9}( [a-z]{2,9}){0,6}", 0..300)) {
+            let mut seen = HashSet::new();
+            let texts: Vec<String> = lines.into_iter().filter(|l| seen.insert(l.clone())).collect();
+            let (fired, max, _) = run(&texts);
+            prop_assert!(fired.is_none(), "random distinct lines fired (score {})", max);
+        }
+    }
+}

@@ -1,0 +1,1187 @@
+//! The normaliser: turns one line of text into a *template* in which the parts that change
+//! from one occurrence of "the same" line to the next (numbers, ids, timestamps, addresses,
+//! paths, quoted values…) are replaced by typed placeholders such as `<int>` or `<ts>`, and
+//! extracts those values with their placeholder slot so the loop detector can tell a counter
+//! that advances from one that does not.
+//!
+//! It is a hand-written single-pass tokenizer over the line's bytes (no regex engine): a line
+//! costs a few hundred nanoseconds. Guarantees, checked by property tests: it never panics on
+//! any input, it is deterministic, and it is idempotent (normalising a template yields the
+//! same template), so templates can be stored and compared later.
+//!
+//! Recognised, in this order of precedence at a token boundary: quoted strings (`<str>`; a
+//! quoted text containing spaces keeps its quotes and is normalised inside, a JSON key stays
+//! literal), URLs (`<url>`), syslog timestamps (`Nov 25 04:52:01` → `<ts>`), UUIDs (`<uuid>`),
+//! ISO 8601 / RFC 3339 timestamps and dates (`<ts>`, `<date>`), access-log timestamps
+//! (`10/Oct/2000:13:55:36 -0700` → `<ts>`), times of day (`12:01:02.345` → `<time>`), IPv4
+//! and IPv6 addresses with optional port (`<ip>`), `0x` numbers (`<hex>`, or `<addr>` from
+//! 8 digits on), bare hex strings of 6+ characters mixing digits and letters (`<hex>`), paths
+//! (`<path>`), durations (`12ms`, `1.5s`, `3m20s` → `<dur>`), versions (`1.2.3` → `<ver>`),
+//! floats (`<float>`), integers (`<int>`; epoch-like long integers are integers too), the
+//! numeric tail of an identifier (`worker12` → `worker<int>`) and long random identifiers
+//! mixing letters and digits (`<id>`).
+
+use std::fmt;
+
+/// The kind of a placeholder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Placeholder {
+    /// An integer (`42`, `1700000000`).
+    Int,
+    /// A decimal or exponent number (`0.25`, `1e-5`).
+    Float,
+    /// A hexadecimal value (`0x1f`, `deadbeef42`).
+    Hex,
+    /// A memory address (`0x7ffd5e8c1a20`).
+    Addr,
+    /// A UUID.
+    Uuid,
+    /// A date with a time of day.
+    Timestamp,
+    /// A calendar date.
+    Date,
+    /// A time of day.
+    Time,
+    /// An IPv4 or IPv6 address, with its port if any.
+    Ip,
+    /// A file system path.
+    Path,
+    /// A URL.
+    Url,
+    /// A duration with its unit.
+    Duration,
+    /// A quoted single-token string.
+    Quoted,
+    /// A long random identifier mixing letters and digits.
+    Id,
+    /// A dotted version number.
+    Version,
+}
+
+impl Placeholder {
+    /// The text that stands for this placeholder in a template.
+    pub fn token(self) -> &'static str {
+        match self {
+            Placeholder::Int => "<int>",
+            Placeholder::Float => "<float>",
+            Placeholder::Hex => "<hex>",
+            Placeholder::Addr => "<addr>",
+            Placeholder::Uuid => "<uuid>",
+            Placeholder::Timestamp => "<ts>",
+            Placeholder::Date => "<date>",
+            Placeholder::Time => "<time>",
+            Placeholder::Ip => "<ip>",
+            Placeholder::Path => "<path>",
+            Placeholder::Url => "<url>",
+            Placeholder::Duration => "<dur>",
+            Placeholder::Quoted => "<str>",
+            Placeholder::Id => "<id>",
+            Placeholder::Version => "<ver>",
+        }
+    }
+
+    /// Values of this kind change on every line of a real loop (clocks, random ids,
+    /// addresses, timings), so a new one is no sign of progress.
+    pub fn is_volatile(self) -> bool {
+        matches!(
+            self,
+            Placeholder::Hex
+                | Placeholder::Addr
+                | Placeholder::Uuid
+                | Placeholder::Timestamp
+                | Placeholder::Date
+                | Placeholder::Time
+                | Placeholder::Ip
+                | Placeholder::Duration
+                | Placeholder::Id
+        )
+    }
+}
+
+impl fmt::Display for Placeholder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.token())
+    }
+}
+
+/// What the word before a value says about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Nothing known.
+    Plain,
+    /// A progress counter: after `epoch`, `step`, `page`…, the `n` of `n/m`, or a percentage.
+    Counter,
+    /// Changes by itself: after `pid`, `port`, `id`, `attempt`, `took`…
+    Volatile,
+}
+
+/// One extracted value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Value {
+    /// Index of its placeholder among the template's placeholders.
+    pub slot: u16,
+    /// Its kind.
+    pub kind: Placeholder,
+    /// Byte range in the original line.
+    pub start: u32,
+    /// End of the byte range (exclusive).
+    pub end: u32,
+    /// Numeric reading: the number itself, seconds for durations, seconds since an
+    /// arbitrary epoch for timestamps and times of day; `None` when it has none.
+    pub num: Option<f64>,
+    /// What the surrounding words say about it.
+    pub role: Role,
+}
+
+impl Value {
+    /// The value's text in `line` (the line it was extracted from).
+    pub fn text<'a>(&self, line: &'a str) -> &'a str {
+        line.get(self.start as usize..self.end as usize)
+            .unwrap_or("")
+    }
+}
+
+/// Keywords found in the line's literal words.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Signals {
+    /// An error word: error, exception, traceback, failed, fatal, panic, refused, denied…
+    pub error: bool,
+    /// A retry word: retry, retrying, reconnecting, backoff, attempt…
+    pub retry: bool,
+    /// A progress word: epoch, step, progress, downloaded, processed, completed…
+    pub progress: bool,
+    /// A word announcing a deliberate pause: sleep, sleeping, waiting, backoff…
+    pub sleep: bool,
+}
+
+/// A normalised line.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Normalized {
+    /// The template text.
+    pub template: String,
+    /// A 64-bit hash of `template`, for fast comparison.
+    pub hash: u64,
+    /// The values replaced by placeholders, in order.
+    pub values: Vec<Value>,
+    /// Keywords found in the literal parts.
+    pub signals: Signals,
+}
+
+/// Normalises one line into a fresh [`Normalized`].
+pub fn normalize(line: &str) -> Normalized {
+    let mut out = Normalized::default();
+    normalize_into(line, &mut out);
+    out
+}
+
+/// Normalises one line into `out`, reusing its buffers (no allocation once they are warm).
+pub fn normalize_into(line: &str, out: &mut Normalized) {
+    out.template.clear();
+    out.values.clear();
+    out.signals = Signals::default();
+    let mut t = Tokenizer {
+        s: line,
+        b: line.as_bytes(),
+        out,
+        lit_start: 0,
+        ctx: Role::Plain,
+        literal_quote_close: None,
+    };
+    t.run();
+    // Quote pairing can depend on what was inside the quotes, so a template that kept a
+    // quote character may pair differently once normalised. Each further pass only consumes
+    // quotes, so iterating reaches a fixed point quickly; ordinary lines need no extra pass.
+    // Values and signals stay those of the first pass (they index the original line).
+    let mut passes = 0;
+    while passes < 16
+        && out
+            .template
+            .bytes()
+            .any(|c| matches!(c, b'"' | b'\'' | b'`'))
+    {
+        passes += 1;
+        let mut again = Normalized::default();
+        let mut t = Tokenizer {
+            s: &out.template,
+            b: out.template.as_bytes(),
+            out: &mut again,
+            lit_start: 0,
+            ctx: Role::Plain,
+            literal_quote_close: None,
+        };
+        t.run();
+        if again.template == out.template {
+            break;
+        }
+        out.template = again.template;
+    }
+    out.hash = template_hash(out.template.as_bytes());
+}
+
+/// The hash used for templates (stable across runs and platforms).
+pub fn template_hash(bytes: &[u8]) -> u64 {
+    /// One step per 8 bytes. The xor-shift folds high bits back down: a multiply alone
+    /// only carries differences upwards, and paths differing in two adjacent words then
+    /// collided (found by the loop detector's listing test).
+    #[inline]
+    fn mix(h: u64, w: u64) -> u64 {
+        let h = (h ^ w).wrapping_mul(0x517c_c1b7_2722_0a95);
+        h ^ (h >> 29)
+    }
+    let mut h: u64 = bytes.len() as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        h = mix(h, u64::from_le_bytes(w));
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut w = [0u8; 8];
+        w[..rest.len()].copy_from_slice(rest);
+        h = mix(h, u64::from_le_bytes(w));
+    }
+    // Final avalanche so that low bits are usable for bucketing.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
+}
+
+#[inline]
+fn is_word(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_'
+}
+
+#[inline]
+fn is_hex(c: u8) -> bool {
+    c.is_ascii_hexdigit()
+}
+
+#[inline]
+fn is_path_char(c: u8) -> bool {
+    is_word(c) || matches!(c, b'.' | b'-' | b'/' | b'~' | b'+' | b'@' | b'%')
+}
+
+fn digits_at(b: &[u8], i: usize) -> usize {
+    b.get(i..)
+        .map(|r| r.iter().take_while(|c| c.is_ascii_digit()).count())
+        .unwrap_or(0)
+}
+
+fn byte(b: &[u8], i: usize) -> u8 {
+    b.get(i).copied().unwrap_or(0)
+}
+
+/// Parses exactly `n` digits at `i`.
+fn fixed_num(b: &[u8], i: usize, n: usize) -> Option<u32> {
+    let r = b.get(i..i + n)?;
+    let mut v = 0u32;
+    for &c in r {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u32::from(c - b'0');
+    }
+    Some(v)
+}
+
+/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn month_from_name(w: &[u8]) -> Option<u32> {
+    if w.len() != 3 {
+        return None;
+    }
+    let l = [
+        w[0].to_ascii_lowercase(),
+        w[1].to_ascii_lowercase(),
+        w[2].to_ascii_lowercase(),
+    ];
+    let m = match &l {
+        b"jan" => 1,
+        b"feb" => 2,
+        b"mar" => 3,
+        b"apr" => 4,
+        b"may" => 5,
+        b"jun" => 6,
+        b"jul" => 7,
+        b"aug" => 8,
+        b"sep" => 9,
+        b"oct" => 10,
+        b"nov" => 11,
+        b"dec" => 12,
+        _ => return None,
+    };
+    Some(m)
+}
+
+/// `HH:MM:SS` with optional `.fff`/`,fff` at `i`: (end, seconds of day).
+fn time_of_day(b: &[u8], i: usize) -> Option<(usize, f64)> {
+    // `9:21:36` (12-hour clocks) as well as `09:21:36`.
+    let hd = if byte(b, i + 1) == b':' { 1 } else { 2 };
+    let h = fixed_num(b, i, hd)?;
+    let c = i + hd;
+    if byte(b, c) != b':' {
+        return None;
+    }
+    let m = fixed_num(b, c + 1, 2)?;
+    if byte(b, c + 3) != b':' {
+        return None;
+    }
+    let s = fixed_num(b, c + 4, 2)?;
+    if h > 24 || m > 59 || s > 60 {
+        return None;
+    }
+    let mut end = c + 6;
+    let mut secs = f64::from(h * 3600 + m * 60 + s);
+    if matches!(byte(b, end), b'.' | b',') {
+        let n = digits_at(b, end + 1);
+        if n > 0 {
+            let frac = &b[end + 1..end + 1 + n.min(9)];
+            let mut f = 0.0;
+            let mut scale = 0.1;
+            for &c in frac {
+                f += f64::from(c - b'0') * scale;
+                scale /= 10.0;
+            }
+            secs += f;
+            end += 1 + n;
+        }
+    }
+    Some((end, secs))
+}
+
+/// Timezone suffix `Z`, `+HH:MM`, `+HHMM`, `+HH` at `i`: end.
+fn timezone(b: &[u8], i: usize) -> usize {
+    match byte(b, i) {
+        b'Z' | b'z' => i + 1,
+        b'+' | b'-' => {
+            if fixed_num(b, i + 1, 2).is_none() {
+                return i;
+            }
+            if byte(b, i + 3) == b':' && fixed_num(b, i + 4, 2).is_some() {
+                i + 6
+            } else if fixed_num(b, i + 3, 2).is_some() {
+                i + 5
+            } else {
+                i + 3
+            }
+        }
+        _ => i,
+    }
+}
+
+fn is_duration_unit(u: &[u8]) -> Option<f64> {
+    Some(match u {
+        b"ns" => 1e-9,
+        b"us" | b"\xc2\xb5s" | b"\xce\xbcs" => 1e-6,
+        b"ms" => 1e-3,
+        b"s" | b"sec" | b"secs" => 1.0,
+        b"m" | b"min" | b"mins" => 60.0,
+        b"h" | b"hr" | b"hrs" => 3600.0,
+        b"d" => 86400.0,
+        _ => return None,
+    })
+}
+
+/// Classifies a lower-case literal word.
+fn keyword_signals(w: &[u8], sig: &mut Signals) -> Role {
+    if w.len() < 2 || w.len() > 12 {
+        return Role::Plain;
+    }
+    let mut buf = [0u8; 12];
+    for (d, s) in buf.iter_mut().zip(w) {
+        *d = s.to_ascii_lowercase();
+    }
+    let l = &buf[..w.len()];
+    match l {
+        b"error" | b"errors" | b"err" | b"exception" | b"traceback" | b"fatal" | b"panic"
+        | b"panicked" | b"failed" | b"failure" | b"fail" | b"fails" | b"refused" | b"denied"
+        | b"timeout" | b"crash" | b"crashed" | b"abort" | b"aborted" | b"aborting"
+        | b"unreachable" | b"econnrefused" | b"enoent" | b"critical" | b"stacktrace"
+        | b"unhandled" | b"unavailable" | b"exceeded" | b"segfault" | b"killed" => {
+            sig.error = true;
+            Role::Plain
+        }
+        b"retry" | b"retrying" | b"retries" | b"reconnect" | b"reconnecting" | b"attempt"
+        | b"attempts" | b"restarting" | b"respawning" => {
+            sig.retry = true;
+            Role::Volatile
+        }
+        b"sleep" | b"sleeping" | b"sleeps" | b"waiting" | b"wait" | b"backoff" | b"pausing" => {
+            sig.sleep = true;
+            Role::Volatile
+        }
+        b"epoch" | b"step" | b"steps" | b"iter" | b"iteration" | b"batch" | b"page" | b"chunk"
+        | b"part" | b"progress" | b"processed" | b"downloaded" | b"uploaded" | b"completed"
+        | b"complete" | b"done" | b"row" | b"rows" | b"record" | b"records" | b"item"
+        | b"items" | b"shard" | b"block" | b"frame" | b"episode" | b"sample" | b"samples"
+        | b"offset" | b"building" | b"compiling" | b"test" | b"tests" | b"file" | b"files" => {
+            sig.progress = true;
+            Role::Counter
+        }
+        b"pid" | b"ppid" | b"tid" | b"thread" | b"port" | b"id" | b"req" | b"request" | b"ts"
+        | b"time" | b"timestamp" | b"seq" | b"elapsed" | b"took" | b"latency" | b"duration"
+        | b"try" | b"uptime" | b"worker" | b"conn" | b"session" => Role::Volatile,
+        _ => Role::Plain,
+    }
+}
+
+struct Tokenizer<'a, 'o> {
+    s: &'a str,
+    b: &'a [u8],
+    out: &'o mut Normalized,
+    /// Start of the literal text not yet copied to the template.
+    lit_start: usize,
+    /// Role suggested by the latest literal word.
+    ctx: Role,
+    /// Position of the closing quote of a quoted text kept literal.
+    literal_quote_close: Option<usize>,
+}
+
+impl Tokenizer<'_, '_> {
+    fn run(&mut self) {
+        let b = self.b;
+        let n = b.len();
+        let mut i = 0;
+        while i < n {
+            let c = b[i];
+            // `>` counts as part of a word: a template's placeholder (`<int>`) must stop
+            // what follows exactly as the word it replaced did, or normalising a template
+            // would change it.
+            let boundary = i == 0 || !(is_word(b[i - 1]) || b[i - 1] == b'>');
+            if !boundary || c == b' ' {
+                i += 1;
+                continue;
+            }
+            i = self.token_at(i);
+        }
+        self.flush_literal(n);
+    }
+
+    /// Handles whatever starts at the boundary `i`; returns where scanning resumes.
+    fn token_at(&mut self, i: usize) -> usize {
+        let b = self.b;
+        let c = b[i];
+        if c == b'"' || c == b'\'' || c == b'`' {
+            return self.quoted(i);
+        }
+        if c == b'[' {
+            if let Some(end) = ipv6(b, i + 1).filter(|&e| byte(b, e) == b']') {
+                let mut end = end + 1;
+                end = port(b, end);
+                return self.emit(i, end, Placeholder::Ip, None);
+            }
+            return i + 1;
+        }
+        if c == b'/' || c == b'.' || c == b'~' {
+            if let Some(end) = path(b, i) {
+                return self.emit(i, end, Placeholder::Path, None);
+            }
+            return i + 1;
+        }
+        if c.is_ascii_digit() {
+            return self.digit_token(i);
+        }
+        if c.is_ascii_alphabetic() || c == b'_' {
+            return self.letter_token(i);
+        }
+        i + 1
+    }
+
+    fn quoted(&mut self, i: usize) -> usize {
+        let b = self.b;
+        let q = b[i];
+        if self.literal_quote_close == Some(i) {
+            self.literal_quote_close = None;
+            return i + 1;
+        }
+        // An apostrophe inside a word ("don't") or an escaped quote is not a string.
+        if i > 0 && (b[i - 1] == b'\\' || (q != b'"' && is_word(b[i - 1]))) {
+            return i + 1;
+        }
+        let mut j = i + 1;
+        let mut space = false;
+        let close = loop {
+            match b.get(j) {
+                None => return i + 1,
+                Some(&c) if c == q => break j,
+                Some(b'\\') => j += 2,
+                Some(&c) => {
+                    if c == b' ' || c == b'\t' {
+                        space = true;
+                    }
+                    j += 1;
+                }
+            }
+        };
+        // `'` followed by a word is an apostrophe (`'tis`); `<` may be a placeholder that
+        // replaced a word.
+        if q == b'\'' && matches!(byte(self.b, close + 1), c if is_word(c) || c == b'<') {
+            return i + 1;
+        }
+        if space {
+            // Prose in quotes: keep the quotes, normalise what is inside.
+            self.literal_quote_close = Some(close);
+            return i + 1;
+        }
+        let mut k = close + 1;
+        while byte(b, k) == b' ' {
+            k += 1;
+        }
+        if byte(b, k) == b':' && q == b'"' {
+            // A JSON key names a field; it is structure, not a value.
+            self.note_word(&b[i + 1..close]);
+            return close + 1;
+        }
+        self.emit(i, close + 1, Placeholder::Quoted, None)
+    }
+
+    fn letter_token(&mut self, i: usize) -> usize {
+        let b = self.b;
+        let we = i + b[i..].iter().take_while(|&&c| is_word(c)).count();
+        let word = &b[i..we];
+        // URL: scheme://…
+        if b.get(we..we + 3) == Some(b"://") && word.iter().all(|c| c.is_ascii_alphanumeric()) {
+            let mut e = we + 3;
+            while e < b.len() && !matches!(b[e], b' ' | b'\t' | b'"' | b'\'' | b'<' | b'>' | b'`') {
+                e += 1;
+            }
+            while e > we + 3 && matches!(b[e - 1], b'.' | b',' | b')' | b';' | b':' | b']') {
+                e -= 1;
+            }
+            return self.emit(i, e, Placeholder::Url, None);
+        }
+        // Syslog: `Nov 25 04:52:01` (day padded with a space when < 10).
+        if let Some(month) = month_from_name(word) {
+            let mut k = we;
+            if byte(b, k) == b' ' {
+                k += 1;
+                if byte(b, k) == b' ' {
+                    k += 1;
+                }
+                let dn = digits_at(b, k);
+                if (1..=2).contains(&dn) && byte(b, k + dn) == b' ' {
+                    if let Some((end, secs)) = time_of_day(b, k + dn + 1) {
+                        if !is_word(byte(b, end)) {
+                            let day = fixed_num(b, k, dn).unwrap_or(1);
+                            let t = days_from_civil(2000, month, day) as f64 * 86400.0 + secs;
+                            return self.emit(i, end, Placeholder::Timestamp, Some(t));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(end) = uuid(b, i) {
+            return self.emit(i, end, Placeholder::Uuid, None);
+        }
+        if let Some(end) = ipv6(b, i) {
+            let end = port(b, end);
+            return self.emit(i, end, Placeholder::Ip, None);
+        }
+        // Windows drive path `C:\…`.
+        if word.len() == 1 && byte(b, we) == b':' && byte(b, we + 1) == b'\\' {
+            let mut e = we + 2;
+            while e < b.len() && (is_path_char(b[e]) || b[e] == b'\\') {
+                e += 1;
+            }
+            return self.emit(i, e, Placeholder::Path, None);
+        }
+        if let Some(end) = path(b, i) {
+            return self.emit(i, end, Placeholder::Path, None);
+        }
+        self.word(i, we)
+    }
+
+    /// A word of `[A-Za-z0-9_]` at `i..we` that is nothing more specific.
+    fn word(&mut self, i: usize, we: usize) -> usize {
+        let b = self.b;
+        let word = &b[i..we];
+        let digits = word.iter().filter(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            self.note_word(word);
+            return we;
+        }
+        let letters = word.len() - digits;
+        if word.len() >= 6 && letters > 0 && word.iter().all(|&c| is_hex(c)) {
+            return self.emit(i, we, Placeholder::Hex, None);
+        }
+        // `worker12`, `test_case_42`: a name followed by a number.
+        let tail = word.iter().rev().take_while(|c| c.is_ascii_digit()).count();
+        if tail == digits && letters > 0 && !word[0].is_ascii_digit() {
+            let ds = we - tail;
+            self.note_word(&word[..word.len() - tail]);
+            // `v1.2.3` is a version, `node12` an int.
+            return self.number(ds);
+        }
+        if word.len() >= 8 && letters > 0 {
+            return self.emit(i, we, Placeholder::Id, None);
+        }
+        we
+    }
+
+    fn digit_token(&mut self, i: usize) -> usize {
+        let b = self.b;
+        if let Some(end) = uuid(b, i) {
+            return self.emit(i, end, Placeholder::Uuid, None);
+        }
+        let d = digits_at(b, i);
+        // ISO 8601 / RFC 3339: 2024-01-31, 2024-01-31T12:00:00.123Z, 2024/01/31 12:00:00
+        if d == 4 && matches!(byte(b, i + 4), b'-' | b'/') {
+            let sep = b[i + 4];
+            if let (Some(y), Some(mo), true, Some(dd)) = (
+                fixed_num(b, i, 4),
+                fixed_num(b, i + 5, 2),
+                byte(b, i + 7) == sep,
+                fixed_num(b, i + 8, 2),
+            ) {
+                if (1..=12).contains(&mo) && (1..=31).contains(&dd) && !b_is_digit(b, i + 10) {
+                    let day = days_from_civil(i64::from(y), mo, dd) as f64 * 86400.0;
+                    if matches!(byte(b, i + 10), b'T' | b' ' | b't' | b'_') {
+                        if let Some((end, secs)) = time_of_day(b, i + 11) {
+                            let end = timezone(b, end);
+                            return self.emit(i, end, Placeholder::Timestamp, Some(day + secs));
+                        }
+                    }
+                    return self.emit(i, i + 10, Placeholder::Date, Some(day));
+                }
+            }
+        }
+        // Access log: 10/Oct/2000:13:55:36 -0700
+        if (1..=2).contains(&d) && byte(b, i + d) == b'/' {
+            let m = i + d + 1;
+            if let Some(month) = b.get(m..m + 3).and_then(month_from_name) {
+                if byte(b, m + 3) == b'/' {
+                    if let (Some(y), true) = (fixed_num(b, m + 4, 4), byte(b, m + 8) == b':') {
+                        if let Some((end, secs)) = time_of_day(b, m + 9) {
+                            let mut end = end;
+                            if byte(b, end) == b' ' && matches!(byte(b, end + 1), b'+' | b'-') {
+                                let tz = timezone(b, end + 1);
+                                if tz > end + 1 {
+                                    end = tz;
+                                }
+                            }
+                            let day = fixed_num(b, i, d).unwrap_or(1);
+                            let t =
+                                days_from_civil(i64::from(y), month, day) as f64 * 86400.0 + secs;
+                            return self.emit(i, end, Placeholder::Timestamp, Some(t));
+                        }
+                    }
+                }
+            }
+        }
+        if d <= 2 {
+            if let Some((end, secs)) = time_of_day(b, i) {
+                if !b_is_digit(b, end) && byte(b, end) != b':' {
+                    let end = timezone(b, end);
+                    return self.emit(i, end, Placeholder::Time, Some(secs));
+                }
+            }
+        }
+        if let Some(end) = ipv4(b, i) {
+            let end = port(b, end);
+            let end = if byte(b, end) == b'/' && digits_at(b, end + 1) > 0 {
+                end + 1 + digits_at(b, end + 1)
+            } else {
+                end
+            };
+            return self.emit(i, end, Placeholder::Ip, None);
+        }
+        if let Some(end) = ipv6(b, i) {
+            let end = port(b, end);
+            return self.emit(i, end, Placeholder::Ip, None);
+        }
+        if d == 1 && b[i] == b'0' && matches!(byte(b, i + 1), b'x' | b'X') {
+            let h = b[i + 2..].iter().take_while(|&&c| is_hex(c)).count();
+            if h > 0 && !is_word(byte(b, i + 2 + h)) {
+                let kind = if h >= 8 {
+                    Placeholder::Addr
+                } else {
+                    Placeholder::Hex
+                };
+                return self.emit(i, i + 2 + h, kind, None);
+            }
+        }
+        let we = i + b[i..].iter().take_while(|&&c| is_word(c)).count();
+        if we - i >= 6 && b[i..we].iter().all(|&c| is_hex(c)) && we - i > d {
+            return self.emit(i, we, Placeholder::Hex, None);
+        }
+        if let Some(end) = path(b, i) {
+            return self.emit(i, end, Placeholder::Path, None);
+        }
+        self.number(i)
+    }
+
+    /// Number at `i` (digits known): int, float, version, duration, or a number with a
+    /// unit suffix (`12MB` → `<int>MB`).
+    fn number(&mut self, i: usize) -> usize {
+        let b = self.b;
+        let (end, kind, num) = scan_number(b, i);
+        if kind == Placeholder::Version {
+            return self.emit(i, end, kind, None);
+        }
+        // Durations, possibly compound: 3m20s, 1h2m3.5s, 12ms.
+        if let Some((dend, secs)) = duration(b, i) {
+            return self.emit(i, dend, Placeholder::Duration, Some(secs));
+        }
+        if is_word(byte(b, end)) {
+            // A number glued to a word: `12MB` keeps its unit; `3d2f9` is an opaque token.
+            let we = end + b[end..].iter().take_while(|&&c| is_word(c)).count();
+            if b[end..we].iter().any(|c| c.is_ascii_digit()) {
+                if we - i >= 8 {
+                    return self.emit(i, we, Placeholder::Id, None);
+                }
+                return we;
+            }
+            let pos = self.emit(i, end, kind, num);
+            self.note_word(&b[end..we]);
+            return pos.max(we);
+        }
+        self.emit(i, end, kind, num)
+    }
+
+    fn note_word(&mut self, w: &[u8]) {
+        let role = keyword_signals(w, &mut self.out.signals);
+        if role != Role::Plain || w.len() > 2 {
+            self.ctx = role;
+        }
+    }
+
+    /// Replaces `start..end` by the placeholder `kind`; returns `end`.
+    fn emit(&mut self, start: usize, end: usize, kind: Placeholder, num: Option<f64>) -> usize {
+        let end = end.min(self.b.len()).max(start + 1);
+        // A placeholder must never cut a multi-byte character.
+        let end = (end..=self.b.len())
+            .find(|&e| self.s.is_char_boundary(e))
+            .unwrap_or(self.b.len());
+        self.flush_literal(start);
+        let mut role = self.ctx;
+        if matches!(kind, Placeholder::Int | Placeholder::Float) {
+            let next = byte(self.b, end);
+            if next == b'%' || (next == b'/' && byte(self.b, end + 1).is_ascii_digit()) {
+                role = Role::Counter;
+            }
+        }
+        let slot = u16::try_from(self.out.values.len()).unwrap_or(u16::MAX);
+        self.out.values.push(Value {
+            slot,
+            kind,
+            start: start as u32,
+            end: end as u32,
+            num,
+            role,
+        });
+        self.out.template.push_str(kind.token());
+        self.lit_start = end;
+        end
+    }
+
+    fn flush_literal(&mut self, upto: usize) {
+        if upto > self.lit_start {
+            if let Some(lit) = self.s.get(self.lit_start..upto) {
+                self.out.template.push_str(lit);
+            }
+        }
+        self.lit_start = upto.max(self.lit_start);
+    }
+}
+
+fn b_is_digit(b: &[u8], i: usize) -> bool {
+    byte(b, i).is_ascii_digit()
+}
+
+fn parse_int(d: &[u8]) -> f64 {
+    let mut v: u64 = 0;
+    for &c in d.iter().take(19) {
+        v = v.saturating_mul(10).saturating_add(u64::from(c - b'0'));
+    }
+    v as f64
+}
+
+/// Scans an int, float (with exponent) or dotted version at `i`.
+fn scan_number(b: &[u8], i: usize) -> (usize, Placeholder, Option<f64>) {
+    let d = digits_at(b, i);
+    let mut end = i + d;
+    let mut kind = Placeholder::Int;
+    if byte(b, end) == b'.' && b_is_digit(b, end + 1) {
+        let f = digits_at(b, end + 1);
+        end += 1 + f;
+        kind = Placeholder::Float;
+        while byte(b, end) == b'.' && b_is_digit(b, end + 1) {
+            end += 1 + digits_at(b, end + 1);
+            kind = Placeholder::Version;
+        }
+    }
+    if kind != Placeholder::Version && matches!(byte(b, end), b'e' | b'E') {
+        let mut k = end + 1;
+        if matches!(byte(b, k), b'+' | b'-') {
+            k += 1;
+        }
+        let x = digits_at(b, k);
+        if x > 0 && !is_word(byte(b, k + x)) {
+            end = k + x;
+            kind = Placeholder::Float;
+        }
+    }
+    let num = match kind {
+        Placeholder::Int => Some(parse_int(&b[i..end])),
+        Placeholder::Float => std::str::from_utf8(&b[i..end])
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok()),
+        _ => None,
+    };
+    (end, kind, num)
+}
+
+/// A duration at `i`: one or more `<number><unit>` parts ending at a non-word byte.
+fn duration(b: &[u8], i: usize) -> Option<(usize, f64)> {
+    let mut k = i;
+    let mut total = 0.0;
+    loop {
+        if !b_is_digit(b, k) {
+            break;
+        }
+        let (nend, kind, num) = scan_number(b, k);
+        if kind == Placeholder::Version {
+            break;
+        }
+        let ulen = b[nend..]
+            .iter()
+            .take_while(|&&c| c.is_ascii_alphabetic() || c >= 0x80)
+            .count()
+            .min(4);
+        let mut matched = None;
+        for l in (1..=ulen).rev() {
+            if let Some(scale) = b.get(nend..nend + l).and_then(is_duration_unit) {
+                matched = Some((l, scale));
+                break;
+            }
+        }
+        let (l, scale) = matched?;
+        let uend = nend + l;
+        let next = byte(b, uend);
+        if next.is_ascii_digit() {
+            total += num.unwrap_or(0.0) * scale;
+            k = uend;
+            continue;
+        }
+        if is_word(next) || next >= 0x80 {
+            return None;
+        }
+        total += num.unwrap_or(0.0) * scale;
+        return Some((uend, total));
+    }
+    None
+}
+
+fn uuid(b: &[u8], i: usize) -> Option<usize> {
+    let r = b.get(i..i + 36)?;
+    for (k, &c) in r.iter().enumerate() {
+        let ok = if matches!(k, 8 | 13 | 18 | 23) {
+            c == b'-'
+        } else {
+            is_hex(c)
+        };
+        if !ok {
+            return None;
+        }
+    }
+    if is_word(byte(b, i + 36)) {
+        return None;
+    }
+    Some(i + 36)
+}
+
+fn ipv4(b: &[u8], i: usize) -> Option<usize> {
+    let mut k = i;
+    for part in 0..4 {
+        let d = digits_at(b, k);
+        if !(1..=3).contains(&d) || parse_int(&b[k..k + d]) > 255.0 {
+            return None;
+        }
+        k += d;
+        if part < 3 {
+            if byte(b, k) != b'.' {
+                return None;
+            }
+            k += 1;
+        }
+    }
+    if is_word(byte(b, k)) || (byte(b, k) == b'.' && b_is_digit(b, k + 1)) {
+        return None;
+    }
+    Some(k)
+}
+
+/// IPv6 at `i`: hex groups of ≤4 separated by `:`, with `::` or seven colons, and a digit.
+fn ipv6(b: &[u8], i: usize) -> Option<usize> {
+    let mut k = i;
+    let mut colons = 0;
+    let mut double = false;
+    let mut digit = false;
+    let mut group = 0;
+    while k < b.len() {
+        let c = b[k];
+        if is_hex(c) {
+            group += 1;
+            if group > 4 {
+                return None;
+            }
+            digit |= c.is_ascii_digit();
+        } else if c == b':' {
+            if byte(b, k + 1) == b':' {
+                if double {
+                    break;
+                }
+                double = true;
+                colons += 2;
+                k += 2;
+                group = 0;
+                continue;
+            }
+            if group == 0 || !is_hex(byte(b, k + 1)) {
+                break;
+            }
+            colons += 1;
+            group = 0;
+        } else {
+            break;
+        }
+        k += 1;
+    }
+    // A trailing single colon belongs to the text (`addr fe80::1: refused`).
+    if !(digit && (double || colons >= 7)) || colons > 8 || is_word(byte(b, k)) {
+        return None;
+    }
+    if k == i || (colons < 3 && !double) {
+        return None;
+    }
+    Some(k)
+}
+
+fn port(b: &[u8], k: usize) -> usize {
+    if byte(b, k) == b':' {
+        let p = digits_at(b, k + 1);
+        if (1..=5).contains(&p) && !is_word(byte(b, k + 1 + p)) {
+            return k + 1 + p;
+        }
+    }
+    k
+}
+
+/// A path at `i`: a run of path characters that starts like a path (`/`, `./`, `../`, `~/`)
+/// or has two slashes, or one slash and a file extension; it must contain a letter.
+fn path(b: &[u8], i: usize) -> Option<usize> {
+    // Only a whole run is a path: `I/O` must not yield `I<path>`.
+    if i > 0 && is_path_char(b[i - 1]) {
+        return None;
+    }
+    let mut e = i;
+    let mut slashes = 0;
+    let mut letter = false;
+    while e < b.len() && is_path_char(b[e]) {
+        slashes += usize::from(b[e] == b'/');
+        letter |= b[e].is_ascii_alphabetic();
+        e += 1;
+    }
+    // A run ending at `<` may continue into a placeholder that replaced part of it (found
+    // by fuzzing: `RE/A.A..5` → `RE/A.A..<int>` must not become a path on a second pass).
+    if slashes == 0 || !letter || byte(b, e) == b'<' {
+        return None;
+    }
+    // Trailing punctuation ends the sentence, not the path.
+    while e > i + 1 && matches!(b[e - 1], b'.' | b'-' | b'+' | b'@' | b'%') {
+        e -= 1;
+    }
+    let run = &b[i..e];
+    let rooted = run.starts_with(b"/")
+        || run.starts_with(b"./")
+        || run.starts_with(b"../")
+        || run.starts_with(b"~/");
+    let last = run.rsplit(|&c| c == b'/').next().unwrap_or(b"");
+    let ext = last
+        .iter()
+        .rposition(|&c| c == b'.')
+        .is_some_and(|p| p > 0 && last[p + 1..].iter().any(|c| c.is_ascii_alphabetic()));
+    let ok = (rooted && run.len() > 1) || slashes >= 2 || ext;
+    if !ok || run == b"/" || run.iter().all(|&c| c == b'/' || c == b'.') {
+        return None;
+    }
+    Some(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn t(line: &str) -> String {
+        normalize(line).template
+    }
+
+    #[test]
+    fn placeholder_table() {
+        let cases: &[(&str, &str)] = &[
+            ("count 42 done", "count <int> done"),
+            ("epoch 1700000000", "epoch <int>"),
+            ("loss=0.2531", "loss=<float>"),
+            ("lr 1e-5 x 3.2E+10", "lr <float> x <float>"),
+            ("at 0x7ffd5e8c1a20", "at <addr>"),
+            ("flag 0x1f", "flag <hex>"),
+            ("commit 3f2a9c1e7b", "commit <hex>"),
+            ("id f47ac10b-58cc-4372-a567-0e02b2c3d479 ok", "id <uuid> ok"),
+            ("2024-01-31T12:00:00.123Z start", "<ts> start"),
+            ("2024-01-31T12:00:00+02:00 start", "<ts> start"),
+            ("2024-01-31 12:00:00,123 INFO x", "<ts> INFO x"),
+            ("on 2024-01-31 only", "on <date> only"),
+            (
+                "Nov 25 04:52:01 host sshd[123]: hi",
+                "<ts> host sshd[<int>]: hi",
+            ),
+            ("Nov  5 04:52:01 host", "<ts> host"),
+            ("[12:01:02.345] tick", "[<time>] tick"),
+            ("9:21:36 AM [vite] hmr", "<time> AM [vite] hmr"),
+            (
+                "1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] \"GET /a/b HTTP/1.1\" 200 512",
+                "<ip> - - [<ts>] \"GET <path> HTTP/<float>\" <int> <int>",
+            ),
+            ("connect 10.0.0.1:5432 failed", "connect <ip> failed"),
+            ("listen [::1]:8080", "listen <ip>"),
+            ("peer fe80::1ff:fe23:4567:890a up", "peer <ip> up"),
+            ("open /usr/lib/libc.so.6 ok", "open <path> ok"),
+            ("see src/main.rs:12:5", "see <path>:<int>:<int>"),
+            ("cd ./build", "cd <path>"),
+            ("GET https://example.com/x?y=1 200", "GET <url> <int>"),
+            ("took 12ms", "took <dur>"),
+            ("took 1.5s and 3m20s", "took <dur> and <dur>"),
+            ("v 1.2.3 installed", "v <ver> installed"),
+            ("user \"bob\" not found", "user <str> not found"),
+            ("said 'hello there 5'", "said 'hello there <int>'"),
+            (r#"{"level":"info","n":5}"#, r#"{"level":<str>,"n":<int>}"#),
+            ("worker12 started", "worker<int> started"),
+            ("test_case_42 ok", "test_case_<int> ok"),
+            ("req a8Fk2Lq9xZ done", "req <id> done"),
+            ("size 12MB", "size <int>MB"),
+            ("50% done 3/10", "<int>% done <int>/<int>"),
+            ("don't stop", "don't stop"),
+            ("x86_64 sha256", "x86_64 sha<int>"),
+            ("crate v1.0.1 and v2", "crate v<ver> and v<int>"),
+            ("I/O error", "I/O error"),
+            ("C:\\Users\\me\\file.txt open", "<path> open"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(&t(input), want, "normalising {input:?}");
+        }
+    }
+
+    #[test]
+    fn values_carry_slot_kind_text_and_number() {
+        let line = "epoch 3/10 loss 0.25 took 12ms";
+        let n = normalize(line);
+        let kinds: Vec<(u16, Placeholder, &str)> = n
+            .values
+            .iter()
+            .map(|v| (v.slot, v.kind, v.text(line)))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (0, Placeholder::Int, "3"),
+                (1, Placeholder::Int, "10"),
+                (2, Placeholder::Float, "0.25"),
+                (3, Placeholder::Duration, "12ms"),
+            ]
+        );
+        assert_eq!(n.values[0].num, Some(3.0));
+        assert_eq!(n.values[0].role, Role::Counter);
+        assert_eq!(n.values[2].num, Some(0.25));
+        assert_eq!(n.values[3].role, Role::Volatile);
+        let d = n.values[3].num.unwrap_or(f64::NAN);
+        assert!((d - 0.012).abs() < 1e-12, "12ms is {d} s");
+        assert!(n.signals.progress);
+    }
+
+    #[test]
+    fn timestamps_have_increasing_numeric_readings() {
+        let a = normalize("2024-01-31T23:59:59Z x").values[0].num;
+        let b = normalize("2024-02-01T00:00:01Z x").values[0].num;
+        match (a, b) {
+            (Some(a), Some(b)) => assert!((b - a - 2.0).abs() < 1e-9, "{a} then {b}"),
+            other => panic!("timestamps without readings: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn signals_find_errors_and_retries() {
+        let s = normalize("ERROR: connection refused, retrying in 5s").signals;
+        assert!(s.error && s.retry);
+        let s = normalize("Traceback (most recent call last):").signals;
+        assert!(s.error);
+        let s = normalize("all good here").signals;
+        assert_eq!(s, Signals::default());
+    }
+
+    #[test]
+    fn lines_differing_only_in_values_share_a_template() {
+        let a = normalize("2024-01-01T00:00:01Z req=f47ac10b-58cc-4372-a567-0e02b2c3d479 pid=12 GET /api/v1/items/7 took 12ms");
+        let b = normalize("2024-01-01T00:00:09Z req=0e02b2c3-58cc-4372-a567-f47ac10bd479 pid=13 GET /api/v1/items/9 took 1.5s");
+        assert_eq!(a.template, b.template);
+        assert_eq!(a.hash, b.hash);
+        assert_ne!(a.hash, normalize("something else").hash);
+    }
+
+    #[test]
+    fn fuzz_found_inputs_are_idempotent() {
+        for s in ["RE/A.A..5", "x/y.txt<b>", "a/b/c..<int>"] {
+            let once = t(s);
+            assert_eq!(t(&once), once, "normalising {s:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_and_is_idempotent(s in "\\PC{0,120}") {
+            let once = normalize(&s);
+            let twice = normalize(&once.template);
+            prop_assert_eq!(&twice.template, &once.template);
+            prop_assert_eq!(twice.hash, once.hash);
+        }
+
+        #[test]
+        fn idempotent_on_log_like_lines(s in "[a-zA-Z0-9 :./\\-_\"'=\\[\\]{},%<>x]{0,100}") {
+            let once = normalize(&s);
+            let twice = normalize(&once.template);
+            prop_assert_eq!(twice.template, once.template);
+        }
+
+        #[test]
+        fn stable_across_calls(s in "\\PC{0,80}") {
+            prop_assert_eq!(normalize(&s), normalize(&s));
+        }
+
+        #[test]
+        fn numbers_never_change_the_template(a in 0u64..1_000_000_000, b in 0u64..1_000_000_000) {
+            let x = normalize(&format!("step {a} of job {b} at 0x{a:x}0000000"));
+            let y = normalize(&format!("step {b} of job {a} at 0x{b:x}0000000"));
+            prop_assert_eq!(x.template, y.template);
+        }
+
+        #[test]
+        fn arbitrary_bytes_lossy_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let s = String::from_utf8_lossy(&bytes);
+            let n = normalize(&s);
+            for v in &n.values {
+                prop_assert!(s.get(v.start as usize..v.end as usize).is_some());
+            }
+        }
+    }
+}
