@@ -119,6 +119,8 @@ struct RunResult {
     loop_ns: u64,
     /// From sentry's report: (captured, lost, counted_only, writes_total).
     accounting: Option<(u64, u64, u64, Option<u64>)>,
+    /// For bpftrace payload capture: (payload lines printed, events bpftrace reported lost).
+    payloads: Option<(u64, u64)>,
 }
 
 /// Figures gathered for one (way, sink).
@@ -127,6 +129,7 @@ struct Cell {
     ns_per_write: Vec<f64>,
     writes: u64,
     accounting: Vec<(u64, u64, u64, Option<u64>)>,
+    payloads: Vec<(u64, u64)>,
     error: Option<String>,
 }
 
@@ -267,7 +270,14 @@ fn parse_child_report(stderr: &str) -> Result<(u64, u64)> {
 /// A running bpftrace whose probes are attached.
 struct Tracer {
     child: Child,
-    out: mpsc::Receiver<String>,
+    out: mpsc::Receiver<TracerOutput>,
+}
+
+/// What bpftrace printed: map and "Lost N events" lines, and how many other lines (payloads).
+#[derive(Default)]
+struct TracerOutput {
+    tail: String,
+    printed: u64,
 }
 
 fn start_bpftrace(program: &str) -> Result<Tracer> {
@@ -289,6 +299,7 @@ fn start_bpftrace(program: &str) -> Result<Tracer> {
         let mut line = String::new();
         let mut tail = String::new();
         let mut ready = false;
+        let mut printed = 0u64;
         loop {
             line.clear();
             match std::io::BufRead::read_line(&mut r, &mut line) {
@@ -298,11 +309,13 @@ fn start_bpftrace(program: &str) -> Result<Tracer> {
             if !ready && line.starts_with("XTASK_READY") {
                 ready = true;
                 let _ = ready_tx.send(());
-            } else if line.starts_with('@') {
+            } else if line.starts_with('@') || line.starts_with("Lost ") {
                 tail.push_str(&line);
+            } else {
+                printed += 1;
             }
         }
-        let _ = tx.send(tail);
+        let _ = tx.send(TracerOutput { tail, printed });
     });
     match ready_rx.recv_timeout(Duration::from_secs(60)) {
         Ok(()) => Ok(Tracer { child, out: rx }),
@@ -318,7 +331,7 @@ fn start_bpftrace(program: &str) -> Result<Tracer> {
 }
 
 impl Tracer {
-    fn stop(mut self) -> Result<String> {
+    fn stop(mut self) -> Result<TracerOutput> {
         kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT)
             .context("cannot signal bpftrace")?;
         let st = self.child.wait().context("waiting for bpftrace")?;
@@ -326,7 +339,7 @@ impl Tracer {
             .out
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_default();
-        if !st.success() && out.is_empty() {
+        if !st.success() && out.tail.is_empty() && out.printed == 0 {
             bail!("bpftrace exited with {st}");
         }
         Ok(out)
@@ -505,8 +518,23 @@ impl Env {
         if writes != n {
             bail!("the child made {writes} writes, expected {n}");
         }
-        if way == Way::BpftraceCount {
-            let text = traced.unwrap_or_default();
+        let mut payloads = None;
+        if way == Way::BpftracePayload {
+            let t = traced.unwrap_or_default();
+            let lost: u64 = t
+                .tail
+                .lines()
+                .filter_map(|l| {
+                    l.strip_prefix("Lost ")?
+                        .split_whitespace()
+                        .next()?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .sum();
+            payloads = Some((t.printed, lost));
+        } else if way == Way::BpftraceCount {
+            let text = traced.unwrap_or_default().tail;
             let counted: u64 = text
                 .lines()
                 .find_map(|l| l.strip_prefix("@writes: "))
@@ -525,6 +553,7 @@ impl Env {
             writes,
             loop_ns,
             accounting,
+            payloads,
         })
     }
 }
@@ -541,8 +570,9 @@ fn fmt_spread(s: Option<Spread>, scale: f64) -> String {
     }
 }
 
-/// xz over a 64 MB file, bare and under sentry, interleaved: (bare, sentry) wall seconds.
-fn workload(env: &Env, reps: usize) -> Result<(Vec<f64>, Vec<f64>)> {
+/// xz over a 64 MB file, bare and under sentry, interleaved: (bare, sentry) wall seconds, and
+/// why sentry could not run it if it could not.
+fn workload(env: &Env, reps: usize) -> Result<(Vec<f64>, Vec<f64>, Option<String>)> {
     let input = env.work.join("xz-input.bin");
     if fs::metadata(&input).map(|m| m.len()).unwrap_or(0) != 64 << 20 {
         // Compressible but not trivial: the corpus logs repeated, with pseudo-random bytes
@@ -569,12 +599,16 @@ fn workload(env: &Env, reps: usize) -> Result<(Vec<f64>, Vec<f64>)> {
             written += take;
         }
     }
-    let sentry = env.sentry.as_ref().context("sentry unavailable")?;
     let mut bare = Vec::new();
     let mut under = Vec::new();
+    let mut sentry_error = env.sentry_error.clone();
     for _ in 0..reps {
         for with_sentry in [false, true] {
+            if with_sentry && sentry_error.is_some() {
+                continue;
+            }
             let mut c = if with_sentry {
+                let sentry = env.sentry.as_ref().context("sentry unavailable")?;
                 let mut c = Command::new(sentry);
                 c.args(["run", "--mode", "kernel"])
                     .args(&env.sentry_args)
@@ -591,12 +625,17 @@ fn workload(env: &Env, reps: usize) -> Result<(Vec<f64>, Vec<f64>)> {
             let out = c.output().context("running xz")?;
             let secs = t.elapsed().as_secs_f64();
             if !out.status.success() {
-                bail!(
+                let msg = format!(
                     "xz{} failed ({}): {}",
                     if with_sentry { " under sentry" } else { "" },
                     out.status,
                     String::from_utf8_lossy(&out.stderr).trim()
                 );
+                if with_sentry {
+                    sentry_error = Some(msg);
+                    continue;
+                }
+                bail!(msg);
             }
             if with_sentry {
                 under.push(secs)
@@ -605,7 +644,7 @@ fn workload(env: &Env, reps: usize) -> Result<(Vec<f64>, Vec<f64>)> {
             }
         }
     }
-    Ok((bare, under))
+    Ok((bare, under, sentry_error))
 }
 
 /// Entry point of `cargo xtask bench capture`.
@@ -667,6 +706,9 @@ pub fn run(root: &Path, a: CaptureArgs) -> Result<()> {
                         .push(r.loop_ns as f64 / r.writes.max(1) as f64);
                     if let Some(acc) = r.accounting {
                         cell.accounting.push(acc);
+                    }
+                    if let Some(p) = r.payloads {
+                        cell.payloads.push(p);
                     }
                 }
                 Err(e) => {
@@ -734,6 +776,11 @@ pub fn run(root: &Path, a: CaptureArgs) -> Result<()> {
                 xf
             );
         }
+        if let Some(c) = get(Way::BpftracePayload, s) {
+            for (printed, lost) in &c.payloads {
+                println!("  bpftrace payloads: {printed} lines printed, {lost} events reported lost, of {} writes", c.writes);
+            }
+        }
         if let Some((_, which)) = floor {
             println!("  (floor = {which})");
         }
@@ -784,10 +831,20 @@ pub fn run(root: &Path, a: CaptureArgs) -> Result<()> {
             a.workload_reps
         );
         match workload(&env, a.workload_reps) {
-            Ok((bare, under)) => {
+            Ok((bare, under, err)) => {
                 let (b, u) = (spread(&bare), spread(&under));
                 println!("  bare                {}", fmt_spread(b, 1.0));
                 println!("  sentry run          {}", fmt_spread(u, 1.0));
+                if let Some(e) = &err {
+                    println!(
+                        "  sentry run NOT MEASURED: {}",
+                        e.lines().next().unwrap_or("")
+                    );
+                    verdicts.push((
+                        format!("workload overhead <= {MAX_WORKLOAD_OVERHEAD_PCT}%"),
+                        None,
+                    ));
+                }
                 if let (Some(b), Some(u)) = (b, u) {
                     let pct = (u.median / b.median - 1.0) * 100.0;
                     println!("  overhead            {pct:+.1}%");
