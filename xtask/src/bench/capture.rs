@@ -282,6 +282,9 @@ struct TracerOutput {
 
 fn start_bpftrace(program: &str) -> Result<Tracer> {
     let mut child = Command::new("bpftrace")
+        // 64 pages per CPU by default: payload printing then drops ~90% of events here
+        // (measured: 14,412 of 200,000 printed), which makes it look far cheaper than it is.
+        .env("BPFTRACE_PERF_RB_PAGES", "16384")
         .arg("-e")
         .arg(program)
         .stdout(Stdio::piped())
