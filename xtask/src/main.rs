@@ -1,6 +1,7 @@
 //! `cargo xtask …`: every step that cargo alone cannot express: toolchain set-up for the eBPF
 //! crate, the full test run that CI calls, the demo, and the benchmarks.
 
+mod bench;
 mod demo;
 mod setup;
 mod test;
@@ -25,6 +26,8 @@ enum Task {
     Test,
     /// Build sentry and show it at work on this machine.
     Demo,
+    /// Benchmarks: `detect` (corpus quality + throughput), `capture` (cost of capture).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> Result<()> {
@@ -33,6 +36,7 @@ fn main() -> Result<()> {
         Task::Setup => setup::setup(),
         Task::Test => test::test(),
         Task::Demo => demo::demo(),
+        Task::Bench(args) => bench::run(args),
     }
 }
 
