@@ -12,10 +12,12 @@ use crate::{is_root, run};
 pub fn demo() -> Result<()> {
     setup()?;
     let root = workspace_root();
-    run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(&root)
-        .env("SENTRY_REQUIRE_EBPF", "1")
-        .args(["build", "--release", "-p", "sentry"]))?;
+    run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(&root)
+            .env("SENTRY_REQUIRE_EBPF", "1")
+            .args(["build", "--release", "-p", "sentry"]),
+    )?;
     let sentry = root.join("target/release/sentry");
     let report = root.join("target/demo-report.json");
     let script = root.join("fixtures/programs/demo.sh");

@@ -67,7 +67,10 @@ fn ensure_bpf_linker() -> Result<()> {
     );
     let lib = find_libllvm(&sysroot.join("lib"))?;
     let major = llvm_major(&lib)?;
-    let prefix = workspace_root().join("target").join("xtask").join("llvm-prefix");
+    let prefix = workspace_root()
+        .join("target")
+        .join("xtask")
+        .join("llvm-prefix");
     std::fs::create_dir_all(prefix.join("lib"))
         .with_context(|| format!("creating {}", prefix.display()))?;
     let link = prefix.join("lib").join("libLLVM.so");
@@ -108,7 +111,9 @@ fn find_libllvm(dir: &Path) -> Result<PathBuf> {
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("libLLVM.so.") || (name.starts_with("libLLVM-") && name.ends_with(".so")) {
+        if name.starts_with("libLLVM.so.")
+            || (name.starts_with("libLLVM-") && name.ends_with(".so"))
+        {
             found.push(entry.path());
         }
     }
@@ -151,8 +156,14 @@ mod tests {
 
     #[test]
     fn reads_llvm_major_from_both_library_spellings() {
-        assert_eq!(llvm_major(Path::new("/x/libLLVM.so.22.1-rust-1.97.0-nightly")).unwrap(), 22);
-        assert_eq!(llvm_major(Path::new("/x/libLLVM-21-rust-1.90.0-nightly.so")).unwrap(), 21);
+        assert_eq!(
+            llvm_major(Path::new("/x/libLLVM.so.22.1-rust-1.97.0-nightly")).unwrap(),
+            22
+        );
+        assert_eq!(
+            llvm_major(Path::new("/x/libLLVM-21-rust-1.90.0-nightly.so")).unwrap(),
+            21
+        );
         assert!(llvm_major(Path::new("/x/libfoo.so")).is_err());
     }
 }

@@ -23,10 +23,20 @@ pub fn test() -> Result<()> {
         );
     }
     let root = workspace_root();
-    step("format", cargo(&root).args(["fmt", "--all", "--", "--check"]))?;
+    step(
+        "format",
+        cargo(&root).args(["fmt", "--all", "--", "--check"]),
+    )?;
     step(
         "lints",
-        cargo(&root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+        cargo(&root).args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
     )?;
     step("tests", cargo(&root).args(["test", "--workspace"]))?;
     eprintln!("test: all steps passed");
