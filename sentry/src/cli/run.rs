@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::decide::Policy;
 use crate::supervise::{self, Mode, RunOptions};
 
 /// Arguments of `sentry run`.
@@ -29,6 +30,9 @@ pub struct RunArgs {
     /// Seconds between resource samples.
     #[arg(long, value_name = "SECONDS", default_value_t = 0.25)]
     pub sample_interval: f64,
+    /// Detection policy file (TOML; see fixtures/policy/example.toml). Defaults are built in.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
     /// Attach the benchmark's no-op probe instead of the capture probe (measures the floor).
     #[arg(long, hide = true)]
     pub bench_floor_probe: bool,
@@ -53,7 +57,18 @@ pub fn run(args: RunArgs) -> ExitCode {
         eprintln!("sentry: --sample-interval must be at least 0.01 seconds");
         return ExitCode::from(supervise::EXIT_SENTRY_FAILED);
     }
+    let policy = match &args.policy {
+        Some(path) => match Policy::from_toml_file(path) {
+            Ok(policy) => policy,
+            Err(err) => {
+                eprintln!("sentry: {err}");
+                return ExitCode::from(supervise::EXIT_SENTRY_FAILED);
+            }
+        },
+        None => Policy::default(),
+    };
     let options = RunOptions {
+        policy,
         command: args.command,
         mode: args.mode,
         report: args.report,

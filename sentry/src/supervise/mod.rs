@@ -20,7 +20,12 @@ use signal_hook::iterator::SignalsInfo;
 use signal_hook::low_level::siginfo::Cause;
 
 use crate::capture::{CaptureTotals, Observation, RunSpec};
+use crate::decide::Policy;
 use crate::report::{EventsWriter, RunReport};
+
+pub mod watch;
+
+use watch::Watch;
 
 /// Time the tree gets to end after a forwarded signal before it is killed.
 pub const KILL_GRACE: Duration = Duration::from_secs(10);
@@ -57,6 +62,8 @@ pub struct RunOptions {
     pub sample_interval: Duration,
     /// Attach the no-op floor probe instead of the capture probe (benchmarks).
     pub floor_probe: bool,
+    /// Detection thresholds and decision rules.
+    pub policy: Policy,
 }
 
 /// Why a run could not be carried out.
@@ -210,9 +217,11 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
     let mut mem_peak: Option<u64> = None;
     let mut pids_peak: u32 = 0;
     let mut events_error: Option<std::io::Error> = None;
+    let mut watch = Watch::new(options.policy.clone());
     let end = loop {
         match run.observations().recv_timeout(Duration::from_secs(1)) {
             Ok(Observation::Output(chunk)) => {
+                watch.output(&chunk);
                 if let Some(writer) = events.as_mut() {
                     if let Err(err) = writer.write(&chunk) {
                         events_error.get_or_insert(err);
@@ -225,6 +234,12 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
                     mem_peak = Some(mem_peak.map_or(mem, |m| m.max(mem)));
                 }
                 pids_peak = pids_peak.max(sample.pids);
+                if let Some(incident) = watch.sample(&sample) {
+                    eprintln!(
+                        "sentry: alert after {:.1} s: {}",
+                        incident.detected_after_s, incident.summary
+                    );
+                }
             }
             Ok(Observation::Ended(end)) => break Some(end),
             Err(RecvTimeoutError::Timeout) => continue,
@@ -232,6 +247,7 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
         }
     };
     let duration = started.elapsed();
+    watch.finish();
     if let Some(handle) = signals_handle {
         handle.close();
     }
@@ -275,8 +291,8 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
             .collect(),
         exit_code,
         signal,
-        runaway: false,
-        incidents: Vec::new(),
+        runaway: !watch.incidents().is_empty(),
+        incidents: watch.incidents().to_vec(),
         restarts: 0,
         duration_s,
         cpu_peak_pct: cpu_peak.max(cpu_avg_pct),
