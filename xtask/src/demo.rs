@@ -1,5 +1,6 @@
 //! `cargo xtask demo`: builds sentry (with its eBPF probe) in release mode and shows it at work
-//! on this machine: a supervised run in kernel mode with its report.
+//! on this machine: a supervised run in kernel mode that turns into a retry loop (caught and
+//! reported), then `sentry analyze` over a runaway and a healthy log from the corpus.
 
 use std::process::Command;
 
@@ -40,5 +41,16 @@ pub fn demo() -> Result<()> {
     let text = std::fs::read_to_string(&report)
         .with_context(|| format!("reading the report {}", report.display()))?;
     println!("{text}");
+    eprintln!("demo: the same detectors over recorded logs (`sentry analyze`):");
+    // analyze exits 1 when a file is a runaway, which is the point here.
+    let status = Command::new(&sentry)
+        .arg("analyze")
+        .arg(root.join("fixtures/corpus/runaway/agent_edit_ping_pong.log"))
+        .arg(root.join("fixtures/corpus/healthy/training_loop_steps.log"))
+        .status()
+        .context("starting sentry analyze")?;
+    if status.code() == Some(2) {
+        anyhow::bail!("sentry analyze failed");
+    }
     Ok(())
 }
