@@ -26,7 +26,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
 
 use crate::detect::lines::Line;
-use crate::detect::normalize::{normalize_into, Normalized, Placeholder, Role};
+use crate::detect::normalize::{is_id_like, normalize_into, Normalized, Placeholder, Role};
 use crate::model::{Evidence, Finding, FindingKind, LoopEvidence};
 
 /// Longest cycle looked for, in lines.
@@ -132,7 +132,12 @@ impl NoveltySet {
 #[derive(Debug, Clone, Copy)]
 struct EntryValue {
     kind: Placeholder,
-    role: Role,
+    /// Changes by itself (a clock, an id, a pid, a hash): never a sign of progress.
+    volatile: bool,
+    /// Named as a progress counter (`step 3`, `offset 250`, `3/10`, `45%`).
+    counter: bool,
+    /// Hash of the value's text.
+    hash: u64,
     num: Option<f64>,
     /// Never seen before in this template slot (a sign of new work).
     novel: bool,
@@ -143,6 +148,7 @@ struct EntryValue {
 struct ValueInfo {
     hashes: Vec<u64>,
     novel: Vec<bool>,
+    volatile: Vec<bool>,
     exact: u64,
 }
 
@@ -153,6 +159,10 @@ struct Entry {
     at: Duration,
     error: bool,
     retry: bool,
+    /// A wait word (`waiting`, `sleeping`): a retry line with one announces a wait.
+    sleep: bool,
+    /// A word reporting finished work (`done`, `completed`, `processed`).
+    progress: bool,
     /// Seconds the line says the program pauses (`sleeping 1s`, `retrying in 5s`).
     pause_s: f64,
     template: String,
@@ -215,6 +225,12 @@ impl Track {
         let h = norm.hash;
         let x = vals.exact;
         let maxp = cfg.max_period.clamp(1, MAX_PERIOD).min(self.n);
+        let need = cfg.min_repeats.max(2) - 1;
+        // The cycle that explains the most lines: a long cycle (a 64-line crash dump) can
+        // contain a short repeating stretch (`init stage 1/8`…), which must not hide it.
+        // Among equally long runs the shortest period wins (a 2-line loop is also a
+        // 4-line one).
+        let mut best: Option<usize> = None;
         for p in 1..=maxp {
             let at = (self.n - p) % HISTORY;
             self.runs[p] = if self.hashes[at] == h {
@@ -222,6 +238,11 @@ impl Track {
             } else {
                 0
             };
+            if self.runs[p] as usize >= need * p
+                && best.is_none_or(|b| self.runs[p] > self.runs[b])
+            {
+                best = Some(p);
+            }
             self.exact_runs[p] = if self.exact[at] == x {
                 self.exact_runs[p] + 1
             } else {
@@ -236,6 +257,8 @@ impl Track {
         e.at = line.at;
         e.error = norm.signals.error;
         e.retry = norm.signals.retry;
+        e.sleep = norm.signals.sleep;
+        e.progress = norm.signals.progress;
         e.pause_s = if norm.signals.sleep || norm.signals.retry {
             norm.values
                 .iter()
@@ -248,22 +271,27 @@ impl Track {
         e.template.clone_from(&norm.template);
         e.raw.clone_from(&line.text);
         e.values.clear();
-        e.values
-            .extend(norm.values.iter().zip(&vals.hashes).zip(&vals.novel).map(
-                |((v, _), &novel)| EntryValue {
+        e.values.extend(
+            norm.values
+                .iter()
+                .zip(&vals.novel)
+                .zip(&vals.volatile)
+                .zip(&vals.hashes)
+                .map(|(((v, &novel), &volatile), &hash)| EntryValue {
                     kind: v.kind,
-                    role: v.role,
+                    volatile,
+                    counter: v.role == Role::Counter,
+                    hash,
                     num: v.num,
                     novel,
-                },
-            ));
+                }),
+        );
         self.n += 1;
 
         if let Some(active) = &self.active {
             let p = active.period;
-            if self.runs[p] == 0 {
-                self.active = None;
-            } else {
+            let longer = best.is_some_and(|q| q != p && self.runs[q] > self.runs[p]);
+            if self.runs[p] > 0 && !longer {
                 let repeats = self.runs[p] as usize / p + 1;
                 if repeats > active.repeats {
                     let first = active.first_line;
@@ -271,9 +299,9 @@ impl Track {
                 }
                 return None;
             }
+            self.active = None;
         }
-        let need = cfg.min_repeats.max(2) - 1;
-        let found = (1..=maxp).find(|&p| self.runs[p] as usize >= need * p)?;
+        let found = best?;
         let repeats = self.runs[found] as usize / found + 1;
         let start = self.n - (self.runs[found] as usize + found);
         let first = self.entry(start).seq;
@@ -295,9 +323,14 @@ impl Track {
         let pos = |j: usize, k: usize| last + 1 - period + j - k * period;
 
         let mut error_lines = 0usize;
+        // Retry lines that do not announce a wait (`Retrying request in 1000 ms`): the
+        // previous attempt failed even when no error word says so.
+        let mut failing_retries = 0usize;
         let mut retry_lines = 0usize;
         let mut strong: Vec<String> = Vec::new();
         let mut weak: Vec<String> = Vec::new();
+        let mut restart_counters: Vec<String> = Vec::new();
+        let mut ids_noted: Vec<usize> = Vec::new();
         let mut identical = true;
         // Counters only speak for progress in a cycle without errors: a retry loop numbers
         // its attempts too.
@@ -307,6 +340,7 @@ impl Track {
             let latest = self.entry(pos(j, 0));
             error_lines += usize::from(latest.error);
             retry_lines += usize::from(latest.retry);
+            failing_retries += usize::from(latest.retry && !latest.sleep && !latest.error);
             let healthy_line = !latest.error && !latest.retry;
             if (1..r).any(|k| self.entry(pos(j, k)).raw != latest.raw) {
                 identical = false;
@@ -317,7 +351,27 @@ impl Track {
                 .unwrap_or(0);
             for s in 0..nvals {
                 let v0 = latest.values[s];
-                if v0.kind.is_volatile() || v0.role == Role::Volatile {
+                if (0..r).any(|k| self.entry(pos(j, k)).values[s].volatile) {
+                    // A line reporting finished work (`job done`, `processed`) with a
+                    // different id on every repeat is finishing different items: a worker
+                    // draining a queue, not a loop. Not so in a failing cycle (a retry
+                    // loop mints a new request id per attempt).
+                    if !erring_cycle
+                        && latest.progress
+                        && r >= 2
+                        && (1..r).all(|k| {
+                            self.entry(pos(j, k)).values[s].hash
+                                != self.entry(pos(j, k - 1)).values[s].hash
+                        })
+                        && !ids_noted.contains(&j)
+                    {
+                        ids_noted.push(j);
+                        weak.push(format!(
+                            "line {} of the cycle reports finished work with a new {} each time",
+                            j + 1,
+                            v0.kind
+                        ));
+                    }
                     continue;
                 }
                 // Chronological order: oldest repeat first.
@@ -343,6 +397,30 @@ impl Track {
                         } else {
                             series.iter().all(|v| v.novel)
                         };
+                        if erring_cycle && !(up || down) {
+                            // In a cycle that fails, numbers that merely change are process
+                            // ids, transaction ids, byte counts: nothing says work advanced.
+                            continue;
+                        }
+                        if erring_cycle
+                            && !series.iter().any(|v| v.counter)
+                            && unit_step(&nums)
+                        {
+                            // A number stepping by one on every repeat of a failing cycle
+                            // counts the failures (restart counter, generation id): runaway
+                            // evidence, not progress. A named progress counter (`offset`,
+                            // `page`, `n/m`) or a larger step (a page size) is a position
+                            // that advances, so it still weighs towards progress.
+                            restart_counters.push(format!(
+                                "{} in line {} of the cycle steps by one per repeat ({} → {}) \
+                                 while the cycle fails: a restart or retry counter",
+                                v0.kind,
+                                j + 1,
+                                fmt_num(nums[0]),
+                                fmt_num(nums[nums.len() - 1]),
+                            ));
+                            continue;
+                        }
                         let kind = if up || down { "counter" } else { "value" };
                         let what = format!(
                             "{kind} {} in line {} of the cycle {} ({} → {})",
@@ -385,7 +463,7 @@ impl Track {
             .map(|c| c.max(declared))
             .or((declared > 0.0).then_some(declared));
         let slow = cycle_s.is_some_and(|c| c >= cfg.waiting_cycle.as_secs_f64());
-        let waiting = error_lines == 0 && slow;
+        let waiting = error_lines == 0 && failing_retries == 0 && slow;
 
         let strong_n = strong.len().min(2);
         let weak_n = weak.len().min(2);
@@ -412,6 +490,10 @@ impl Track {
             logit += 0.5;
             reasons.push("repeats are byte-identical".to_owned());
         }
+        if let Some(c) = restart_counters.first() {
+            logit += 0.3;
+            reasons.push(c.clone());
+        }
         logit -= 2.5 * strong_n as f64 + 1.5 * weak_n as f64;
         for s in strong.iter().chain(weak.iter()).take(4) {
             reasons.push(format!("progress: {s}"));
@@ -423,8 +505,11 @@ impl Track {
                     "slow cycle ({c:.1} s per repeat) without errors: waiting or polling"
                 ));
             } else if slow {
-                // A slow retry of a failing step may still come good; it needs more repeats.
-                logit -= 2.0;
+                // A slow retry of a failing step may still come good (a service that comes
+                // up after a few attempts): it gets the benefit of the doubt for four
+                // repeats, and still crosses the alert level at the fifth, per the
+                // detection target; the decision engine chooses the action.
+                logit -= 1.5;
                 reasons.push(format!("slow retry ({c:.1} s per repeat) despite errors"));
             } else {
                 reasons.push(format!("{c:.3} s per repeat"));
@@ -523,8 +608,43 @@ impl Track {
         }
         let newest = self.entry(pos(0, 0)).at;
         let oldest = self.entry(pos(0, r - 1)).at;
-        Some(newest.saturating_sub(oldest).as_secs_f64() / (r - 1) as f64)
+        let arrival = newest.saturating_sub(oldest).as_secs_f64() / (r - 1) as f64;
+        // Without a clock in the text, a duration that grows on every repeat (`[20s
+        // elapsed]`, a pod's age) is one: its step is the time per repeat. Three repeats
+        // at least, strictly growing, so that a random `took 12ms` is not read as a clock.
+        let mut elapsed: Option<f64> = None;
+        if r >= 3 {
+            for j in 0..period {
+                let nvals = (0..r)
+                    .map(|k| self.entry(pos(j, k)).values.len())
+                    .min()
+                    .unwrap_or(0);
+                for s in 0..nvals {
+                    let series: Option<Vec<f64>> = (0..r)
+                        .rev()
+                        .map(|k| {
+                            let v = self.entry(pos(j, k)).values[s];
+                            (v.kind == Placeholder::Duration).then_some(v.num).flatten()
+                        })
+                        .collect();
+                    let Some(series) = series else { continue };
+                    if series.windows(2).all(|w| w[1] > w[0]) {
+                        let step = (series[r - 1] - series[0]) / (r - 1) as f64;
+                        elapsed = Some(elapsed.map_or(step, |e: f64| e.max(step)));
+                    }
+                }
+            }
+        }
+        Some(elapsed.map_or(arrival, |e| e.max(arrival)))
     }
+}
+
+/// True when the values step by exactly one (up or down) from each to the next.
+fn unit_step(nums: &[f64]) -> bool {
+    let Some(step) = nums.windows(2).map(|w| w[1] - w[0]).next() else {
+        return false;
+    };
+    step.abs() == 1.0 && nums.windows(2).all(|w| w[1] - w[0] == step)
 }
 
 fn fmt_num(x: f64) -> String {
@@ -618,17 +738,26 @@ impl LoopDetector {
 
         self.vals.hashes.clear();
         self.vals.novel.clear();
+        self.vals.volatile.clear();
         self.vals.exact = self.norm.hash;
         let mut novel = self.templates.insert(self.norm.hash);
         for v in &self.norm.values {
             let text = v.text(&line.text);
             let th = crate::detect::normalize::template_hash(text.as_bytes());
             self.vals.hashes.push(th);
-            if !v.kind.is_volatile() && v.role != Role::Volatile {
+            // Novelty comes from word-like values only: a path or quoted value carrying a
+            // hash or random token (`main.87b5988a.js`, `/tmp/tmpa8f3k2x9`) is new on every
+            // repeat of a real loop.
+            let volatile = v.kind.is_volatile()
+                || v.role == Role::Volatile
+                || (matches!(
+                    v.kind,
+                    Placeholder::Quoted | Placeholder::Path | Placeholder::Url
+                ) && is_id_like(text));
+            self.vals.volatile.push(volatile);
+            if !volatile {
                 self.vals.exact =
                     (self.vals.exact.rotate_left(7) ^ th).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            }
-            if !v.kind.is_volatile() && v.role != Role::Volatile {
                 // Keyed by template and slot so that `3` in one line is not `3` in another.
                 let key = th ^ self.norm.hash.rotate_left(17) ^ u64::from(v.slot);
                 let new = self.values.insert(key);

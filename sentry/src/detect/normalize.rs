@@ -393,6 +393,47 @@ fn is_duration_unit(u: &[u8]) -> Option<f64> {
     })
 }
 
+/// Seconds per unit for a duration unit written as a separate word (`376 ms`).
+fn spelled_duration_unit(u: &[u8]) -> Option<f64> {
+    Some(match u {
+        b"ns" => 1e-9,
+        b"us" => 1e-6,
+        b"ms" => 1e-3,
+        b"sec" | b"secs" | b"second" | b"seconds" => 1.0,
+        b"min" | b"mins" | b"minute" | b"minutes" => 60.0,
+        b"hour" | b"hours" => 3600.0,
+        _ => return None,
+    })
+}
+
+/// True when `text` (a quoted value, path or URL) contains an id-like token: a hex run of
+/// 6+ characters mixing digits and letters (hashes, UUID parts, build ids) or a token of
+/// 6+ characters alternating letters and digits at least three times (`tmpa8f3k2x9`,
+/// random names). Such values are new on every line of a real loop (a fresh temp dir, a
+/// content hash in a file name), so they are volatile, not signs of new work; a name with a
+/// number at its end (`report2024`, `part-00037`) is not id-like.
+pub fn is_id_like(text: &str) -> bool {
+    text.as_bytes()
+        .split(|c| !c.is_ascii_alphanumeric())
+        .any(|seg| {
+            if seg.len() < 6 {
+                return false;
+            }
+            let digits = seg.iter().filter(|c| c.is_ascii_digit()).count();
+            if digits == 0 || digits == seg.len() {
+                return false;
+            }
+            if seg.iter().all(|&c| is_hex(c)) {
+                return true;
+            }
+            let switches = seg
+                .windows(2)
+                .filter(|w| w[0].is_ascii_digit() != w[1].is_ascii_digit())
+                .count();
+            switches >= 3
+        })
+}
+
 /// Classifies a lower-case literal word.
 fn keyword_signals(w: &[u8], sig: &mut Signals) -> Role {
     if w.len() < 2 || w.len() > 12 {
@@ -542,6 +583,15 @@ impl Tokenizer<'_, '_> {
             // A JSON key names a field; it is structure, not a value.
             self.note_word(&b[i + 1..close]);
             return close + 1;
+        }
+        // A value with a digit in it is typed by its content (`"2024-05-01T10:00:00Z"` is a
+        // timestamp, `"f47ac10b-…"` a UUID, `"42"` an int): structured logs quote every
+        // value, and one opaque `<str>` would hide clocks and ids behind "a new value".
+        // Quotes around a placeholder (a template being normalised again) stay too.
+        let inner = &b[i + 1..close];
+        if inner.iter().any(|&c| c.is_ascii_digit() || c == b'<') {
+            self.literal_quote_close = Some(close);
+            return i + 1;
         }
         self.emit(i, close + 1, Placeholder::Quoted, None)
     }
@@ -732,6 +782,18 @@ impl Tokenizer<'_, '_> {
         // Durations, possibly compound: 3m20s, 1h2m3.5s, 12ms.
         if let Some((dend, secs)) = duration(b, i) {
             return self.emit(i, dend, Placeholder::Duration, Some(secs));
+        }
+        // `376 ms`, `4.1 seconds`: a spelled-out unit after a space is a duration too (only
+        // unambiguous units: `5 m` may be metres).
+        if byte(b, end) == b' ' && matches!(kind, Placeholder::Int | Placeholder::Float) {
+            let us = end + 1;
+            let ue = us + b[us..].iter().take_while(|c| c.is_ascii_alphabetic()).count();
+            if let Some(scale) = spelled_duration_unit(&b[us..ue]) {
+                if !is_word(byte(b, ue)) {
+                    let secs = num.map(|n| n * scale);
+                    return self.emit(i, ue, Placeholder::Duration, secs);
+                }
+            }
         }
         if is_word(byte(b, end)) {
             // A number glued to a word: `12MB` keeps its unit; `3d2f9` is an opaque token.
