@@ -138,6 +138,9 @@ struct EntryValue {
     counter: bool,
     /// Hash of the value's text.
     hash: u64,
+    /// Byte range of the value in the line's raw text.
+    start: u32,
+    end: u32,
     num: Option<f64>,
     /// Never seen before in this template slot (a sign of new work).
     novel: bool,
@@ -282,6 +285,8 @@ impl Track {
                     volatile,
                     counter: v.role == Role::Counter,
                     hash,
+                    start: v.start,
+                    end: v.end,
                     num: v.num,
                     novel,
                 }),
@@ -445,7 +450,10 @@ impl Track {
                         }
                     }
                     _ => {
-                        if r >= 2 && series.iter().all(|v| v.novel) {
+                        if r >= 2
+                            && series.iter().all(|v| v.novel)
+                            && !self.embeds_volatile_number(period, &pos, j, s)
+                        {
                             strong.push(format!(
                                 "a new {} on every repeat in line {} of the cycle",
                                 v0.kind,
@@ -578,6 +586,40 @@ impl Track {
             finding: finding.clone(),
         });
         Some(finding)
+    }
+
+    /// True when value `s` of line `j` (in the latest repeat) contains the digits of a
+    /// volatile number of the same repeat, like `crash-36816.txt` next to `pid 36816`: a
+    /// name built from a pid or an id is as volatile as the number itself.
+    fn embeds_volatile_number(
+        &self,
+        period: usize,
+        pos: &dyn Fn(usize, usize) -> usize,
+        j: usize,
+        s: usize,
+    ) -> bool {
+        let text_of = |e: &Entry, v: &EntryValue| -> String {
+            e.raw
+                .get(v.start as usize..v.end as usize)
+                .unwrap_or("")
+                .to_owned()
+        };
+        let line = self.entry(pos(j, 0));
+        let Some(value) = line.values.get(s) else {
+            return false;
+        };
+        let text = text_of(line, value);
+        (0..period).any(|jj| {
+            let e = self.entry(pos(jj, 0));
+            e.values.iter().any(|v| {
+                if !(v.volatile && v.kind == Placeholder::Int) {
+                    return false;
+                }
+                let n = text_of(e, v);
+                // Short numbers (`2`, `42`) occur in names by chance.
+                n.len() >= 3 && text.contains(n.as_str())
+            })
+        })
     }
 
     /// Seconds per repeat: from the first timestamp value of the cycle's first line when the

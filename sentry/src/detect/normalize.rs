@@ -1073,7 +1073,8 @@ fn path(b: &[u8], i: usize) -> Option<usize> {
     let ext = last
         .iter()
         .rposition(|&c| c == b'.')
-        .is_some_and(|p| p > 0 && last[p + 1..].iter().any(|c| c.is_ascii_alphabetic()));
+        // An extension starts with a letter: `1.90G` in `0.10G/1.90G` is a size.
+        .is_some_and(|p| p > 0 && last.get(p + 1).is_some_and(|c| c.is_ascii_alphabetic()));
     let ok = (rooted && run.len() > 1) || slashes >= 2 || ext;
     if !ok || run == b"/" || run.iter().all(|&c| c == b'/' || c == b'.') {
         return None;
