@@ -241,8 +241,7 @@ impl Track {
             } else {
                 0
             };
-            if self.runs[p] as usize >= need * p
-                && best.is_none_or(|b| self.runs[p] > self.runs[b])
+            if self.runs[p] as usize >= need * p && best.is_none_or(|b| self.runs[p] > self.runs[b])
             {
                 best = Some(p);
             }
@@ -407,10 +406,7 @@ impl Track {
                             // ids, transaction ids, byte counts: nothing says work advanced.
                             continue;
                         }
-                        if erring_cycle
-                            && !series.iter().any(|v| v.counter)
-                            && unit_step(&nums)
-                        {
+                        if erring_cycle && !series.iter().any(|v| v.counter) && unit_step(&nums) {
                             // A number stepping by one on every repeat of a failing cycle
                             // counts the failures (restart counter, generation id): runaway
                             // evidence, not progress. A named progress counter (`offset`,
@@ -1094,6 +1090,196 @@ mod tests {
         }
         assert_eq!(d.progress_counters().lines, 0);
         assert_eq!(d.progress_counters().binary_lines, 20);
+    }
+
+    #[test]
+    fn crash_loop_with_restart_counter_and_errors_is_detected_within_five_repeats() {
+        // systemd-style: the restart counter and pids advance, the unit fails every 6 s.
+        let mut texts = vec!["Nov 20 09:14:03 web systemd[1]: Started api.service.".to_owned()];
+        for i in 0..10u32 {
+            let t = 10 + i * 6;
+            let ts = |d: u32| format!("Nov 20 09:{:02}:{:02}", 14 + (t + d) / 60, (t + d) % 60);
+            texts.push(format!(
+                "{} web api[{}]: fatal: open /run/secrets/db: permission denied",
+                ts(0),
+                1700 + (i * 37) % 90
+            ));
+            texts.push(format!(
+                "{} web systemd[1]: api.service: Main process exited, status=1/FAILURE",
+                ts(0)
+            ));
+            texts.push(format!(
+                "{} web systemd[1]: api.service: Scheduled restart job, restart counter is at {}.",
+                ts(5),
+                i + 1
+            ));
+        }
+        let (fired, _, last) = run(&texts);
+        let fired = fired.expect("crash loop with a restart counter not detected");
+        // One prefix line; period 3; five repeats end at line 1 + 15.
+        assert!(
+            fired <= 1 + 15,
+            "fired at line {fired}, later than 5 repeats"
+        );
+        let f = last.expect("finding");
+        assert_eq!(loop_evidence(&f).period, 3);
+        assert!(
+            f.reasons
+                .iter()
+                .any(|r| r.contains("restart or retry counter")),
+            "restart counter not named: {:?}",
+            f.reasons
+        );
+        assert!(
+            !f.reasons.iter().any(|r| r.starts_with("progress:")),
+            "restart counter read as progress: {:?}",
+            f.reasons
+        );
+    }
+
+    #[test]
+    fn json_log_retry_with_changing_ids_is_detected() {
+        let texts: Vec<String> = (0..12u64)
+            .map(|i| {
+                format!(
+                    r#"{{"ts": "2025-11-20T09:14:{:02}.{:03}Z", "level": "error", "msg": "publish failed, will retry", "event_id": "{}", "trace_id": "{:032x}", "attempt": {}}}"#,
+                    4 + i / 4,
+                    (i % 4) * 250,
+                    uuid_like(i + 3),
+                    u128::from(i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_3c6e_f372_a54f_f53a),
+                    i + 1
+                )
+            })
+            .collect();
+        let (fired, _, last) = run(&texts);
+        let fired = fired.expect("JSON retry loop with changing ids not detected");
+        assert!(fired <= 5, "fired at line {fired}");
+        let f = last.expect("finding");
+        assert!(
+            !f.reasons.iter().any(|r| r.starts_with("progress:")),
+            "ids read as progress: {:?}",
+            f.reasons
+        );
+    }
+
+    #[test]
+    fn new_content_hash_in_file_names_is_not_progress() {
+        let mut texts = Vec::new();
+        for i in 0..10u64 {
+            texts.push("change detected: /home/dev/site/build/manifest.json".to_owned());
+            texts.push(format!(
+                "asset main.{:08x}.js 1.21 MiB [emitted]",
+                (i + 7).wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32
+            ));
+            texts.push(format!(
+                "compiled successfully in {} ms",
+                150 + (i * 73) % 200
+            ));
+        }
+        let (fired, _, _) = run(&texts);
+        let fired = fired.expect("self-triggering rebuild loop not detected");
+        assert!(fired <= 15, "fired at line {fired}, later than 5 repeats");
+    }
+
+    #[test]
+    fn elapsed_time_wait_without_errors_is_not_a_loop() {
+        // No clock in the text and lines arrive 1 ms apart (a replayed log): the growing
+        // elapsed time is the clock, and it says the program checks every 5 s.
+        let texts: Vec<String> = (0..40)
+            .map(|i| format!("job 42 still running [{}s elapsed]", 20 + 5 * i))
+            .collect();
+        let (fired, max, last) = run(&texts);
+        assert_eq!(
+            fired, None,
+            "elapsed-time wait flagged (max score {max}): {last:#?}"
+        );
+    }
+
+    #[test]
+    fn worker_finishing_jobs_with_new_ids_is_progress() {
+        let texts: Vec<String> = (0..30u64)
+            .map(|i| format!("job done id={} in 45 ms", uuid_like(i + 1)))
+            .collect();
+        let (fired, max, _) = run(&texts);
+        assert_eq!(fired, None, "job queue drain flagged (max score {max})");
+    }
+
+    #[test]
+    fn slow_error_retry_is_reported_at_the_fifth_repeat_not_before() {
+        let texts: Vec<String> = (0..12u32)
+            .map(|i| {
+                format!(
+                    "2025-11-20T09:14:{:02}Z WARN attempt {}: connect: connection refused; retrying in 2s",
+                    i * 2,
+                    i + 1
+                )
+            })
+            .collect();
+        let (fired, _, _) = run(&texts);
+        assert_eq!(
+            fired,
+            Some(5),
+            "slow retry should alert at exactly 5 repeats"
+        );
+    }
+
+    #[test]
+    fn paginated_read_in_a_cycle_with_error_words_is_progress() {
+        // The offset is a named counter stepping by a page: a position, not a retry count.
+        let mut texts = Vec::new();
+        for i in 0..17u64 {
+            texts.push(format!(
+                "read_file(path=\"logs/worker.log\", offset={}, limit=250)",
+                i * 250
+            ));
+            texts.push(format!(
+                "Read 250 lines ({}-{} of 4217)",
+                i * 250 + 1,
+                i * 250 + 250
+            ));
+            texts.push(format!(
+                "Lines {}-{}: {} ERROR entries so far",
+                i * 250 + 1,
+                i * 250 + 250,
+                (i * 7) % 5
+            ));
+        }
+        let (fired, max, last) = run(&texts);
+        assert_eq!(
+            fired, None,
+            "paginated read flagged (max score {max}): {last:#?}"
+        );
+    }
+
+    #[test]
+    fn crash_report_named_after_the_pid_is_not_progress() {
+        let mut texts = Vec::new();
+        for i in 0..10u32 {
+            let pid = 20_000 + (i * 7919) % 9000;
+            texts.push(format!("launcher: starting worker (pid {pid})"));
+            texts.push("worker: panic: nil pointer dereference".to_owned());
+            texts.push(format!(
+                "launcher: crash report in /var/log/etl/crash-{pid}.txt"
+            ));
+        }
+        let (fired, max, last) = run(&texts);
+        let fired = fired.unwrap_or_else(|| panic!("crash loop missed ({max}): {last:#?}"));
+        assert!(fired <= 15, "fired at line {fired}");
+    }
+
+    #[test]
+    fn long_cycle_containing_a_short_repeating_stretch_is_found() {
+        let mut cycle: Vec<String> = vec!["launcher: starting worker".to_owned()];
+        cycle.extend((1..=8).map(|k| format!("worker: init stage {k}/8 done")));
+        cycle.extend((0..20).map(|k| format!("worker: config key_{k} = value")));
+        cycle.push("worker: panic: nil pointer dereference".to_owned());
+        cycle.push("launcher: worker exited with status 2".to_owned());
+        let p = cycle.len();
+        let texts: Vec<String> = cycle.iter().cycle().take(p * 6).cloned().collect();
+        let (fired, _, last) = run(&texts);
+        let fired = fired.expect("long crash cycle not detected");
+        assert!(fired <= 5 * p as u64, "fired at line {fired}");
+        assert_eq!(last.map(|f| loop_evidence(&f).period), Some(p));
     }
 
     proptest! {

@@ -787,7 +787,11 @@ impl Tokenizer<'_, '_> {
         // unambiguous units: `5 m` may be metres).
         if byte(b, end) == b' ' && matches!(kind, Placeholder::Int | Placeholder::Float) {
             let us = end + 1;
-            let ue = us + b[us..].iter().take_while(|c| c.is_ascii_alphabetic()).count();
+            let ue = us
+                + b[us..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_alphabetic())
+                    .count();
             if let Some(scale) = spelled_duration_unit(&b[us..ue]) {
                 if !is_word(byte(b, ue)) {
                     let secs = num.map(|n| n * scale);
@@ -1143,6 +1147,77 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(&t(input), want, "normalising {input:?}");
+        }
+    }
+
+    #[test]
+    fn quoted_values_with_digits_are_typed_by_content() {
+        let cases = [
+            (
+                r#"{"ts": "2025-11-20T09:14:03.247Z", "msg": "x"}"#,
+                r#"{"ts": "<ts>", "msg": <str>}"#,
+            ),
+            (
+                r#"{"event_id": "f09890b3-00ea-4006-b14a-8a64cd9ea4a7"}"#,
+                r#"{"event_id": "<uuid>"}"#,
+            ),
+            (
+                r#"{"trace_id": "a0c7ca5e8103979bbca8b98b01468786"}"#,
+                r#"{"trace_id": "<hex>"}"#,
+            ),
+            (
+                "memberId='c-1-e5b6409c-3218-4040-9a14-83c7af1c8f16'",
+                "memberId='c-<int>-<uuid>'",
+            ),
+            (r#"{"level": "info"}"#, r#"{"level": <str>}"#),
+        ];
+        for (input, want) in cases {
+            assert_eq!(&t(input), want, "normalising {input:?}");
+        }
+        let n = normalize(r#"{"ts": "2025-11-20T09:14:03Z"}"#);
+        assert_eq!(n.values[0].kind, Placeholder::Timestamp);
+        assert!(
+            n.values[0].num.is_some(),
+            "a quoted timestamp still reads as a clock"
+        );
+    }
+
+    #[test]
+    fn spelled_out_units_are_durations() {
+        assert_eq!(t("compiled in 376 ms"), "compiled in <dur>");
+        assert_eq!(t("started in 4.113 seconds"), "started in <dur>");
+        assert_eq!(t("5 m of cable"), "<int> m of cable");
+        assert_eq!(t("312 bytes"), "<int> bytes");
+        let n = normalize("retry in 2 minutes");
+        let secs = n.values[0].num.unwrap_or(f64::NAN);
+        assert!((secs - 120.0).abs() < 1e-9, "2 minutes read as {secs} s");
+    }
+
+    #[test]
+    fn sizes_with_a_slash_are_not_paths() {
+        assert_eq!(t("0.10G/1.90G 24.6MB/s"), "<float>G/<float>G <float>MB/s");
+        assert_eq!(t("see docs/guide.md"), "see <path>");
+    }
+
+    #[test]
+    fn id_like_tokens_are_recognised() {
+        for id in [
+            "main.87b5988a.js",
+            "/tmp/tmpa8f3k2x9/out",
+            "consumer-1-e5b6409c-3218",
+            "build-3f2a9c",
+        ] {
+            assert!(is_id_like(id), "{id} should be id-like");
+        }
+        for word in [
+            "src/main.rs",
+            "part-00037.parquet",
+            "report2024.csv",
+            "decade",
+            "x86_64",
+            "orders",
+        ] {
+            assert!(!is_id_like(word), "{word} should be word-like");
         }
     }
 
