@@ -15,8 +15,10 @@
 //! healthy lines (`step 120`, `45%`, `3/10`) and values that are new on every repeat (file
 //! names, URLs, quoted names) weigh towards progress; a slow cycle without errors (from
 //! timestamps in the text, else from arrival times) is a program waiting, not a runaway.
-//! Volatile values (timestamps, UUIDs, hex ids, pids, durations) are ignored for progress:
-//! they change on every line of a real loop.
+//! Volatile values (timestamps, UUIDs, hex ids, pids, durations, names carrying a hash or a
+//! pid) are ignored for progress: they change on every line of a real loop. In a cycle that
+//! fails (error or retry lines), numbers that merely change are ignored too, and a number
+//! stepping by one per repeat is read as a restart counter, i.e. evidence of a runaway.
 //!
 //! Memory is bounded whatever the input length: a ring of the last [`HISTORY`] lines per
 //! tracked sequence, a bounded number of per-stream sequences, and bounded novelty sets.

@@ -10,8 +10,8 @@
 //! same template), so templates can be stored and compared later.
 //!
 //! Recognised, in this order of precedence at a token boundary: quoted strings (`<str>`; a
-//! quoted text containing spaces keeps its quotes and is normalised inside, a JSON key stays
-//! literal), URLs (`<url>`), syslog timestamps (`Nov 25 04:52:01` → `<ts>`), UUIDs (`<uuid>`),
+//! quoted text containing spaces or a digit keeps its quotes and is normalised inside, so a
+//! quoted timestamp or UUID is typed as one; a JSON key stays literal), URLs (`<url>`), syslog timestamps (`Nov 25 04:52:01` → `<ts>`), UUIDs (`<uuid>`),
 //! ISO 8601 / RFC 3339 timestamps and dates (`<ts>`, `<date>`), access-log timestamps
 //! (`10/Oct/2000:13:55:36 -0700` → `<ts>`), times of day (`12:01:02.345` → `<time>`), IPv4
 //! and IPv6 addresses with optional port (`<ip>`), `0x` numbers (`<hex>`, or `<addr>` from
