@@ -15,8 +15,10 @@
 //! healthy lines (`step 120`, `45%`, `3/10`) and values that are new on every repeat (file
 //! names, URLs, quoted names) weigh towards progress; a slow cycle without errors (from
 //! timestamps in the text, else from arrival times) is a program waiting, not a runaway.
-//! Volatile values (timestamps, UUIDs, hex ids, pids, durations) are ignored for progress:
-//! they change on every line of a real loop.
+//! Volatile values (timestamps, UUIDs, hex ids, pids, durations, names carrying a hash or a
+//! pid) are ignored for progress: they change on every line of a real loop. In a cycle that
+//! fails (error or retry lines), numbers that merely change are ignored too, and a number
+//! stepping by one per repeat is read as a restart counter, i.e. evidence of a runaway.
 //!
 //! Memory is bounded whatever the input length: a ring of the last [`HISTORY`] lines per
 //! tracked sequence, a bounded number of per-stream sequences, and bounded novelty sets.
@@ -26,7 +28,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
 
 use crate::detect::lines::Line;
-use crate::detect::normalize::{normalize_into, Normalized, Placeholder, Role};
+use crate::detect::normalize::{is_id_like, normalize_into, Normalized, Placeholder, Role};
 use crate::model::{Evidence, Finding, FindingKind, LoopEvidence};
 
 /// Longest cycle looked for, in lines.
@@ -132,7 +134,15 @@ impl NoveltySet {
 #[derive(Debug, Clone, Copy)]
 struct EntryValue {
     kind: Placeholder,
-    role: Role,
+    /// Changes by itself (a clock, an id, a pid, a hash): never a sign of progress.
+    volatile: bool,
+    /// Named as a progress counter (`step 3`, `offset 250`, `3/10`, `45%`).
+    counter: bool,
+    /// Hash of the value's text.
+    hash: u64,
+    /// Byte range of the value in the line's raw text.
+    start: u32,
+    end: u32,
     num: Option<f64>,
     /// Never seen before in this template slot (a sign of new work).
     novel: bool,
@@ -143,6 +153,7 @@ struct EntryValue {
 struct ValueInfo {
     hashes: Vec<u64>,
     novel: Vec<bool>,
+    volatile: Vec<bool>,
     exact: u64,
 }
 
@@ -153,6 +164,10 @@ struct Entry {
     at: Duration,
     error: bool,
     retry: bool,
+    /// A wait word (`waiting`, `sleeping`): a retry line with one announces a wait.
+    sleep: bool,
+    /// A word reporting finished work (`done`, `completed`, `processed`).
+    progress: bool,
     /// Seconds the line says the program pauses (`sleeping 1s`, `retrying in 5s`).
     pause_s: f64,
     template: String,
@@ -215,6 +230,12 @@ impl Track {
         let h = norm.hash;
         let x = vals.exact;
         let maxp = cfg.max_period.clamp(1, MAX_PERIOD).min(self.n);
+        let need = cfg.min_repeats.max(2) - 1;
+        // The cycle that explains the most lines: a long cycle (a 64-line crash dump) can
+        // contain a short repeating stretch (`init stage 1/8`…), which must not hide it.
+        // Among equally long runs the shortest period wins (a 2-line loop is also a
+        // 4-line one).
+        let mut best: Option<usize> = None;
         for p in 1..=maxp {
             let at = (self.n - p) % HISTORY;
             self.runs[p] = if self.hashes[at] == h {
@@ -222,6 +243,10 @@ impl Track {
             } else {
                 0
             };
+            if self.runs[p] as usize >= need * p && best.is_none_or(|b| self.runs[p] > self.runs[b])
+            {
+                best = Some(p);
+            }
             self.exact_runs[p] = if self.exact[at] == x {
                 self.exact_runs[p] + 1
             } else {
@@ -236,6 +261,8 @@ impl Track {
         e.at = line.at;
         e.error = norm.signals.error;
         e.retry = norm.signals.retry;
+        e.sleep = norm.signals.sleep;
+        e.progress = norm.signals.progress;
         e.pause_s = if norm.signals.sleep || norm.signals.retry {
             norm.values
                 .iter()
@@ -248,22 +275,29 @@ impl Track {
         e.template.clone_from(&norm.template);
         e.raw.clone_from(&line.text);
         e.values.clear();
-        e.values
-            .extend(norm.values.iter().zip(&vals.hashes).zip(&vals.novel).map(
-                |((v, _), &novel)| EntryValue {
+        e.values.extend(
+            norm.values
+                .iter()
+                .zip(&vals.novel)
+                .zip(&vals.volatile)
+                .zip(&vals.hashes)
+                .map(|(((v, &novel), &volatile), &hash)| EntryValue {
                     kind: v.kind,
-                    role: v.role,
+                    volatile,
+                    counter: v.role == Role::Counter,
+                    hash,
+                    start: v.start,
+                    end: v.end,
                     num: v.num,
                     novel,
-                },
-            ));
+                }),
+        );
         self.n += 1;
 
         if let Some(active) = &self.active {
             let p = active.period;
-            if self.runs[p] == 0 {
-                self.active = None;
-            } else {
+            let longer = best.is_some_and(|q| q != p && self.runs[q] > self.runs[p]);
+            if self.runs[p] > 0 && !longer {
                 let repeats = self.runs[p] as usize / p + 1;
                 if repeats > active.repeats {
                     let first = active.first_line;
@@ -271,9 +305,9 @@ impl Track {
                 }
                 return None;
             }
+            self.active = None;
         }
-        let need = cfg.min_repeats.max(2) - 1;
-        let found = (1..=maxp).find(|&p| self.runs[p] as usize >= need * p)?;
+        let found = best?;
         let repeats = self.runs[found] as usize / found + 1;
         let start = self.n - (self.runs[found] as usize + found);
         let first = self.entry(start).seq;
@@ -295,9 +329,14 @@ impl Track {
         let pos = |j: usize, k: usize| last + 1 - period + j - k * period;
 
         let mut error_lines = 0usize;
+        // Retry lines that do not announce a wait (`Retrying request in 1000 ms`): the
+        // previous attempt failed even when no error word says so.
+        let mut failing_retries = 0usize;
         let mut retry_lines = 0usize;
         let mut strong: Vec<String> = Vec::new();
         let mut weak: Vec<String> = Vec::new();
+        let mut restart_counters: Vec<String> = Vec::new();
+        let mut ids_noted: Vec<usize> = Vec::new();
         let mut identical = true;
         // Counters only speak for progress in a cycle without errors: a retry loop numbers
         // its attempts too.
@@ -307,6 +346,7 @@ impl Track {
             let latest = self.entry(pos(j, 0));
             error_lines += usize::from(latest.error);
             retry_lines += usize::from(latest.retry);
+            failing_retries += usize::from(latest.retry && !latest.sleep && !latest.error);
             let healthy_line = !latest.error && !latest.retry;
             if (1..r).any(|k| self.entry(pos(j, k)).raw != latest.raw) {
                 identical = false;
@@ -317,7 +357,27 @@ impl Track {
                 .unwrap_or(0);
             for s in 0..nvals {
                 let v0 = latest.values[s];
-                if v0.kind.is_volatile() || v0.role == Role::Volatile {
+                if (0..r).any(|k| self.entry(pos(j, k)).values[s].volatile) {
+                    // A line reporting finished work (`job done`, `processed`) with a
+                    // different id on every repeat is finishing different items: a worker
+                    // draining a queue, not a loop. Not so in a failing cycle (a retry
+                    // loop mints a new request id per attempt).
+                    if !erring_cycle
+                        && latest.progress
+                        && r >= 2
+                        && (1..r).all(|k| {
+                            self.entry(pos(j, k)).values[s].hash
+                                != self.entry(pos(j, k - 1)).values[s].hash
+                        })
+                        && !ids_noted.contains(&j)
+                    {
+                        ids_noted.push(j);
+                        weak.push(format!(
+                            "line {} of the cycle reports finished work with a new {} each time",
+                            j + 1,
+                            v0.kind
+                        ));
+                    }
                     continue;
                 }
                 // Chronological order: oldest repeat first.
@@ -343,6 +403,27 @@ impl Track {
                         } else {
                             series.iter().all(|v| v.novel)
                         };
+                        if erring_cycle && !(up || down) {
+                            // In a cycle that fails, numbers that merely change are process
+                            // ids, transaction ids, byte counts: nothing says work advanced.
+                            continue;
+                        }
+                        if erring_cycle && !series.iter().any(|v| v.counter) && unit_step(&nums) {
+                            // A number stepping by one on every repeat of a failing cycle
+                            // counts the failures (restart counter, generation id): runaway
+                            // evidence, not progress. A named progress counter (`offset`,
+                            // `page`, `n/m`) or a larger step (a page size) is a position
+                            // that advances, so it still weighs towards progress.
+                            restart_counters.push(format!(
+                                "{} in line {} of the cycle steps by one per repeat ({} → {}) \
+                                 while the cycle fails: a restart or retry counter",
+                                v0.kind,
+                                j + 1,
+                                fmt_num(nums[0]),
+                                fmt_num(nums[nums.len() - 1]),
+                            ));
+                            continue;
+                        }
                         let kind = if up || down { "counter" } else { "value" };
                         let what = format!(
                             "{kind} {} in line {} of the cycle {} ({} → {})",
@@ -367,7 +448,10 @@ impl Track {
                         }
                     }
                     _ => {
-                        if r >= 2 && series.iter().all(|v| v.novel) {
+                        if r >= 2
+                            && series.iter().all(|v| v.novel)
+                            && !self.embeds_volatile_number(period, &pos, j, s)
+                        {
                             strong.push(format!(
                                 "a new {} on every repeat in line {} of the cycle",
                                 v0.kind,
@@ -385,7 +469,7 @@ impl Track {
             .map(|c| c.max(declared))
             .or((declared > 0.0).then_some(declared));
         let slow = cycle_s.is_some_and(|c| c >= cfg.waiting_cycle.as_secs_f64());
-        let waiting = error_lines == 0 && slow;
+        let waiting = error_lines == 0 && failing_retries == 0 && slow;
 
         let strong_n = strong.len().min(2);
         let weak_n = weak.len().min(2);
@@ -412,6 +496,10 @@ impl Track {
             logit += 0.5;
             reasons.push("repeats are byte-identical".to_owned());
         }
+        if let Some(c) = restart_counters.first() {
+            logit += 0.3;
+            reasons.push(c.clone());
+        }
         logit -= 2.5 * strong_n as f64 + 1.5 * weak_n as f64;
         for s in strong.iter().chain(weak.iter()).take(4) {
             reasons.push(format!("progress: {s}"));
@@ -423,8 +511,11 @@ impl Track {
                     "slow cycle ({c:.1} s per repeat) without errors: waiting or polling"
                 ));
             } else if slow {
-                // A slow retry of a failing step may still come good; it needs more repeats.
-                logit -= 2.0;
+                // A slow retry of a failing step may still come good (a service that comes
+                // up after a few attempts): it gets the benefit of the doubt for four
+                // repeats, and still crosses the alert level at the fifth, per the
+                // detection target; the decision engine chooses the action.
+                logit -= 1.5;
                 reasons.push(format!("slow retry ({c:.1} s per repeat) despite errors"));
             } else {
                 reasons.push(format!("{c:.3} s per repeat"));
@@ -495,6 +586,40 @@ impl Track {
         Some(finding)
     }
 
+    /// True when value `s` of line `j` (in the latest repeat) contains the digits of a
+    /// volatile number of the same repeat, like `crash-36816.txt` next to `pid 36816`: a
+    /// name built from a pid or an id is as volatile as the number itself.
+    fn embeds_volatile_number(
+        &self,
+        period: usize,
+        pos: &dyn Fn(usize, usize) -> usize,
+        j: usize,
+        s: usize,
+    ) -> bool {
+        let text_of = |e: &Entry, v: &EntryValue| -> String {
+            e.raw
+                .get(v.start as usize..v.end as usize)
+                .unwrap_or("")
+                .to_owned()
+        };
+        let line = self.entry(pos(j, 0));
+        let Some(value) = line.values.get(s) else {
+            return false;
+        };
+        let text = text_of(line, value);
+        (0..period).any(|jj| {
+            let e = self.entry(pos(jj, 0));
+            e.values.iter().any(|v| {
+                if !(v.volatile && v.kind == Placeholder::Int) {
+                    return false;
+                }
+                let n = text_of(e, v);
+                // Short numbers (`2`, `42`) occur in names by chance.
+                n.len() >= 3 && text.contains(n.as_str())
+            })
+        })
+    }
+
     /// Seconds per repeat: from the first timestamp value of the cycle's first line when the
     /// text has one, else from arrival times.
     fn cycle_seconds(
@@ -523,8 +648,43 @@ impl Track {
         }
         let newest = self.entry(pos(0, 0)).at;
         let oldest = self.entry(pos(0, r - 1)).at;
-        Some(newest.saturating_sub(oldest).as_secs_f64() / (r - 1) as f64)
+        let arrival = newest.saturating_sub(oldest).as_secs_f64() / (r - 1) as f64;
+        // Without a clock in the text, a duration that grows on every repeat (`[20s
+        // elapsed]`, a pod's age) is one: its step is the time per repeat. Three repeats
+        // at least, strictly growing, so that a random `took 12ms` is not read as a clock.
+        let mut elapsed: Option<f64> = None;
+        if r >= 3 {
+            for j in 0..period {
+                let nvals = (0..r)
+                    .map(|k| self.entry(pos(j, k)).values.len())
+                    .min()
+                    .unwrap_or(0);
+                for s in 0..nvals {
+                    let series: Option<Vec<f64>> = (0..r)
+                        .rev()
+                        .map(|k| {
+                            let v = self.entry(pos(j, k)).values[s];
+                            (v.kind == Placeholder::Duration).then_some(v.num).flatten()
+                        })
+                        .collect();
+                    let Some(series) = series else { continue };
+                    if series.windows(2).all(|w| w[1] > w[0]) {
+                        let step = (series[r - 1] - series[0]) / (r - 1) as f64;
+                        elapsed = Some(elapsed.map_or(step, |e: f64| e.max(step)));
+                    }
+                }
+            }
+        }
+        Some(elapsed.map_or(arrival, |e| e.max(arrival)))
     }
+}
+
+/// True when the values step by exactly one (up or down) from each to the next.
+fn unit_step(nums: &[f64]) -> bool {
+    let Some(step) = nums.windows(2).map(|w| w[1] - w[0]).next() else {
+        return false;
+    };
+    step.abs() == 1.0 && nums.windows(2).all(|w| w[1] - w[0] == step)
 }
 
 fn fmt_num(x: f64) -> String {
@@ -618,17 +778,26 @@ impl LoopDetector {
 
         self.vals.hashes.clear();
         self.vals.novel.clear();
+        self.vals.volatile.clear();
         self.vals.exact = self.norm.hash;
         let mut novel = self.templates.insert(self.norm.hash);
         for v in &self.norm.values {
             let text = v.text(&line.text);
             let th = crate::detect::normalize::template_hash(text.as_bytes());
             self.vals.hashes.push(th);
-            if !v.kind.is_volatile() && v.role != Role::Volatile {
+            // Novelty comes from word-like values only: a path or quoted value carrying a
+            // hash or random token (`main.87b5988a.js`, `/tmp/tmpa8f3k2x9`) is new on every
+            // repeat of a real loop.
+            let volatile = v.kind.is_volatile()
+                || v.role == Role::Volatile
+                || (matches!(
+                    v.kind,
+                    Placeholder::Quoted | Placeholder::Path | Placeholder::Url
+                ) && is_id_like(text));
+            self.vals.volatile.push(volatile);
+            if !volatile {
                 self.vals.exact =
                     (self.vals.exact.rotate_left(7) ^ th).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            }
-            if !v.kind.is_volatile() && v.role != Role::Volatile {
                 // Keyed by template and slot so that `3` in one line is not `3` in another.
                 let key = th ^ self.norm.hash.rotate_left(17) ^ u64::from(v.slot);
                 let new = self.values.insert(key);
@@ -923,6 +1092,196 @@ mod tests {
         }
         assert_eq!(d.progress_counters().lines, 0);
         assert_eq!(d.progress_counters().binary_lines, 20);
+    }
+
+    #[test]
+    fn crash_loop_with_restart_counter_and_errors_is_detected_within_five_repeats() {
+        // systemd-style: the restart counter and pids advance, the unit fails every 6 s.
+        let mut texts = vec!["Nov 20 09:14:03 web systemd[1]: Started api.service.".to_owned()];
+        for i in 0..10u32 {
+            let t = 10 + i * 6;
+            let ts = |d: u32| format!("Nov 20 09:{:02}:{:02}", 14 + (t + d) / 60, (t + d) % 60);
+            texts.push(format!(
+                "{} web api[{}]: fatal: open /run/secrets/db: permission denied",
+                ts(0),
+                1700 + (i * 37) % 90
+            ));
+            texts.push(format!(
+                "{} web systemd[1]: api.service: Main process exited, status=1/FAILURE",
+                ts(0)
+            ));
+            texts.push(format!(
+                "{} web systemd[1]: api.service: Scheduled restart job, restart counter is at {}.",
+                ts(5),
+                i + 1
+            ));
+        }
+        let (fired, _, last) = run(&texts);
+        let fired = fired.expect("crash loop with a restart counter not detected");
+        // One prefix line; period 3; five repeats end at line 1 + 15.
+        assert!(
+            fired <= 1 + 15,
+            "fired at line {fired}, later than 5 repeats"
+        );
+        let f = last.expect("finding");
+        assert_eq!(loop_evidence(&f).period, 3);
+        assert!(
+            f.reasons
+                .iter()
+                .any(|r| r.contains("restart or retry counter")),
+            "restart counter not named: {:?}",
+            f.reasons
+        );
+        assert!(
+            !f.reasons.iter().any(|r| r.starts_with("progress:")),
+            "restart counter read as progress: {:?}",
+            f.reasons
+        );
+    }
+
+    #[test]
+    fn json_log_retry_with_changing_ids_is_detected() {
+        let texts: Vec<String> = (0..12u64)
+            .map(|i| {
+                format!(
+                    r#"{{"ts": "2025-11-20T09:14:{:02}.{:03}Z", "level": "error", "msg": "publish failed, will retry", "event_id": "{}", "trace_id": "{:032x}", "attempt": {}}}"#,
+                    4 + i / 4,
+                    (i % 4) * 250,
+                    uuid_like(i + 3),
+                    u128::from(i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_3c6e_f372_a54f_f53a),
+                    i + 1
+                )
+            })
+            .collect();
+        let (fired, _, last) = run(&texts);
+        let fired = fired.expect("JSON retry loop with changing ids not detected");
+        assert!(fired <= 5, "fired at line {fired}");
+        let f = last.expect("finding");
+        assert!(
+            !f.reasons.iter().any(|r| r.starts_with("progress:")),
+            "ids read as progress: {:?}",
+            f.reasons
+        );
+    }
+
+    #[test]
+    fn new_content_hash_in_file_names_is_not_progress() {
+        let mut texts = Vec::new();
+        for i in 0..10u64 {
+            texts.push("change detected: /home/dev/site/build/manifest.json".to_owned());
+            texts.push(format!(
+                "asset main.{:08x}.js 1.21 MiB [emitted]",
+                (i + 7).wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32
+            ));
+            texts.push(format!(
+                "compiled successfully in {} ms",
+                150 + (i * 73) % 200
+            ));
+        }
+        let (fired, _, _) = run(&texts);
+        let fired = fired.expect("self-triggering rebuild loop not detected");
+        assert!(fired <= 15, "fired at line {fired}, later than 5 repeats");
+    }
+
+    #[test]
+    fn elapsed_time_wait_without_errors_is_not_a_loop() {
+        // No clock in the text and lines arrive 1 ms apart (a replayed log): the growing
+        // elapsed time is the clock, and it says the program checks every 5 s.
+        let texts: Vec<String> = (0..40)
+            .map(|i| format!("job 42 still running [{}s elapsed]", 20 + 5 * i))
+            .collect();
+        let (fired, max, last) = run(&texts);
+        assert_eq!(
+            fired, None,
+            "elapsed-time wait flagged (max score {max}): {last:#?}"
+        );
+    }
+
+    #[test]
+    fn worker_finishing_jobs_with_new_ids_is_progress() {
+        let texts: Vec<String> = (0..30u64)
+            .map(|i| format!("job done id={} in 45 ms", uuid_like(i + 1)))
+            .collect();
+        let (fired, max, _) = run(&texts);
+        assert_eq!(fired, None, "job queue drain flagged (max score {max})");
+    }
+
+    #[test]
+    fn slow_error_retry_is_reported_at_the_fifth_repeat_not_before() {
+        let texts: Vec<String> = (0..12u32)
+            .map(|i| {
+                format!(
+                    "2025-11-20T09:14:{:02}Z WARN attempt {}: connect: connection refused; retrying in 2s",
+                    i * 2,
+                    i + 1
+                )
+            })
+            .collect();
+        let (fired, _, _) = run(&texts);
+        assert_eq!(
+            fired,
+            Some(5),
+            "slow retry should alert at exactly 5 repeats"
+        );
+    }
+
+    #[test]
+    fn paginated_read_in_a_cycle_with_error_words_is_progress() {
+        // The offset is a named counter stepping by a page: a position, not a retry count.
+        let mut texts = Vec::new();
+        for i in 0..17u64 {
+            texts.push(format!(
+                "read_file(path=\"logs/worker.log\", offset={}, limit=250)",
+                i * 250
+            ));
+            texts.push(format!(
+                "Read 250 lines ({}-{} of 4217)",
+                i * 250 + 1,
+                i * 250 + 250
+            ));
+            texts.push(format!(
+                "Lines {}-{}: {} ERROR entries so far",
+                i * 250 + 1,
+                i * 250 + 250,
+                (i * 7) % 5
+            ));
+        }
+        let (fired, max, last) = run(&texts);
+        assert_eq!(
+            fired, None,
+            "paginated read flagged (max score {max}): {last:#?}"
+        );
+    }
+
+    #[test]
+    fn crash_report_named_after_the_pid_is_not_progress() {
+        let mut texts = Vec::new();
+        for i in 0..10u32 {
+            let pid = 20_000 + (i * 7919) % 9000;
+            texts.push(format!("launcher: starting worker (pid {pid})"));
+            texts.push("worker: panic: nil pointer dereference".to_owned());
+            texts.push(format!(
+                "launcher: crash report in /var/log/etl/crash-{pid}.txt"
+            ));
+        }
+        let (fired, max, last) = run(&texts);
+        let fired = fired.unwrap_or_else(|| panic!("crash loop missed ({max}): {last:#?}"));
+        assert!(fired <= 15, "fired at line {fired}");
+    }
+
+    #[test]
+    fn long_cycle_containing_a_short_repeating_stretch_is_found() {
+        let mut cycle: Vec<String> = vec!["launcher: starting worker".to_owned()];
+        cycle.extend((1..=8).map(|k| format!("worker: init stage {k}/8 done")));
+        cycle.extend((0..20).map(|k| format!("worker: config key_{k} = value")));
+        cycle.push("worker: panic: nil pointer dereference".to_owned());
+        cycle.push("launcher: worker exited with status 2".to_owned());
+        let p = cycle.len();
+        let texts: Vec<String> = cycle.iter().cycle().take(p * 6).cloned().collect();
+        let (fired, _, last) = run(&texts);
+        let fired = fired.expect("long crash cycle not detected");
+        assert!(fired <= 5 * p as u64, "fired at line {fired}");
+        assert_eq!(last.map(|f| loop_evidence(&f).period), Some(p));
     }
 
     proptest! {

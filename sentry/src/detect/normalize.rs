@@ -10,8 +10,8 @@
 //! same template), so templates can be stored and compared later.
 //!
 //! Recognised, in this order of precedence at a token boundary: quoted strings (`<str>`; a
-//! quoted text containing spaces keeps its quotes and is normalised inside, a JSON key stays
-//! literal), URLs (`<url>`), syslog timestamps (`Nov 25 04:52:01` → `<ts>`), UUIDs (`<uuid>`),
+//! quoted text containing spaces or a digit keeps its quotes and is normalised inside, so a
+//! quoted timestamp or UUID is typed as one; a JSON key stays literal), URLs (`<url>`), syslog timestamps (`Nov 25 04:52:01` → `<ts>`), UUIDs (`<uuid>`),
 //! ISO 8601 / RFC 3339 timestamps and dates (`<ts>`, `<date>`), access-log timestamps
 //! (`10/Oct/2000:13:55:36 -0700` → `<ts>`), times of day (`12:01:02.345` → `<time>`), IPv4
 //! and IPv6 addresses with optional port (`<ip>`), `0x` numbers (`<hex>`, or `<addr>` from
@@ -393,6 +393,47 @@ fn is_duration_unit(u: &[u8]) -> Option<f64> {
     })
 }
 
+/// Seconds per unit for a duration unit written as a separate word (`376 ms`).
+fn spelled_duration_unit(u: &[u8]) -> Option<f64> {
+    Some(match u {
+        b"ns" => 1e-9,
+        b"us" => 1e-6,
+        b"ms" => 1e-3,
+        b"sec" | b"secs" | b"second" | b"seconds" => 1.0,
+        b"min" | b"mins" | b"minute" | b"minutes" => 60.0,
+        b"hour" | b"hours" => 3600.0,
+        _ => return None,
+    })
+}
+
+/// True when `text` (a quoted value, path or URL) contains an id-like token: a hex run of
+/// 6+ characters mixing digits and letters (hashes, UUID parts, build ids) or a token of
+/// 6+ characters alternating letters and digits at least three times (`tmpa8f3k2x9`,
+/// random names). Such values are new on every line of a real loop (a fresh temp dir, a
+/// content hash in a file name), so they are volatile, not signs of new work; a name with a
+/// number at its end (`report2024`, `part-00037`) is not id-like.
+pub fn is_id_like(text: &str) -> bool {
+    text.as_bytes()
+        .split(|c| !c.is_ascii_alphanumeric())
+        .any(|seg| {
+            if seg.len() < 6 {
+                return false;
+            }
+            let digits = seg.iter().filter(|c| c.is_ascii_digit()).count();
+            if digits == 0 || digits == seg.len() {
+                return false;
+            }
+            if seg.iter().all(|&c| is_hex(c)) {
+                return true;
+            }
+            let switches = seg
+                .windows(2)
+                .filter(|w| w[0].is_ascii_digit() != w[1].is_ascii_digit())
+                .count();
+            switches >= 3
+        })
+}
+
 /// Classifies a lower-case literal word.
 fn keyword_signals(w: &[u8], sig: &mut Signals) -> Role {
     if w.len() < 2 || w.len() > 12 {
@@ -542,6 +583,15 @@ impl Tokenizer<'_, '_> {
             // A JSON key names a field; it is structure, not a value.
             self.note_word(&b[i + 1..close]);
             return close + 1;
+        }
+        // A value with a digit in it is typed by its content (`"2024-05-01T10:00:00Z"` is a
+        // timestamp, `"f47ac10b-…"` a UUID, `"42"` an int): structured logs quote every
+        // value, and one opaque `<str>` would hide clocks and ids behind "a new value".
+        // Quotes around a placeholder (a template being normalised again) stay too.
+        let inner = &b[i + 1..close];
+        if inner.iter().any(|&c| c.is_ascii_digit() || c == b'<') {
+            self.literal_quote_close = Some(close);
+            return i + 1;
         }
         self.emit(i, close + 1, Placeholder::Quoted, None)
     }
@@ -732,6 +782,22 @@ impl Tokenizer<'_, '_> {
         // Durations, possibly compound: 3m20s, 1h2m3.5s, 12ms.
         if let Some((dend, secs)) = duration(b, i) {
             return self.emit(i, dend, Placeholder::Duration, Some(secs));
+        }
+        // `376 ms`, `4.1 seconds`: a spelled-out unit after a space is a duration too (only
+        // unambiguous units: `5 m` may be metres).
+        if byte(b, end) == b' ' && matches!(kind, Placeholder::Int | Placeholder::Float) {
+            let us = end + 1;
+            let ue = us
+                + b[us..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_alphabetic())
+                    .count();
+            if let Some(scale) = spelled_duration_unit(&b[us..ue]) {
+                if !is_word(byte(b, ue)) {
+                    let secs = num.map(|n| n * scale);
+                    return self.emit(i, ue, Placeholder::Duration, secs);
+                }
+            }
         }
         if is_word(byte(b, end)) {
             // A number glued to a word: `12MB` keeps its unit; `3d2f9` is an opaque token.
@@ -1011,7 +1077,8 @@ fn path(b: &[u8], i: usize) -> Option<usize> {
     let ext = last
         .iter()
         .rposition(|&c| c == b'.')
-        .is_some_and(|p| p > 0 && last[p + 1..].iter().any(|c| c.is_ascii_alphabetic()));
+        // An extension starts with a letter: `1.90G` in `0.10G/1.90G` is a size.
+        .is_some_and(|p| p > 0 && last.get(p + 1).is_some_and(|c| c.is_ascii_alphabetic()));
     let ok = (rooted && run.len() > 1) || slashes >= 2 || ext;
     if !ok || run == b"/" || run.iter().all(|&c| c == b'/' || c == b'.') {
         return None;
@@ -1080,6 +1147,77 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(&t(input), want, "normalising {input:?}");
+        }
+    }
+
+    #[test]
+    fn quoted_values_with_digits_are_typed_by_content() {
+        let cases = [
+            (
+                r#"{"ts": "2025-11-20T09:14:03.247Z", "msg": "x"}"#,
+                r#"{"ts": "<ts>", "msg": <str>}"#,
+            ),
+            (
+                r#"{"event_id": "f09890b3-00ea-4006-b14a-8a64cd9ea4a7"}"#,
+                r#"{"event_id": "<uuid>"}"#,
+            ),
+            (
+                r#"{"trace_id": "a0c7ca5e8103979bbca8b98b01468786"}"#,
+                r#"{"trace_id": "<hex>"}"#,
+            ),
+            (
+                "memberId='c-1-e5b6409c-3218-4040-9a14-83c7af1c8f16'",
+                "memberId='c-<int>-<uuid>'",
+            ),
+            (r#"{"level": "info"}"#, r#"{"level": <str>}"#),
+        ];
+        for (input, want) in cases {
+            assert_eq!(&t(input), want, "normalising {input:?}");
+        }
+        let n = normalize(r#"{"ts": "2025-11-20T09:14:03Z"}"#);
+        assert_eq!(n.values[0].kind, Placeholder::Timestamp);
+        assert!(
+            n.values[0].num.is_some(),
+            "a quoted timestamp still reads as a clock"
+        );
+    }
+
+    #[test]
+    fn spelled_out_units_are_durations() {
+        assert_eq!(t("compiled in 376 ms"), "compiled in <dur>");
+        assert_eq!(t("started in 4.113 seconds"), "started in <dur>");
+        assert_eq!(t("5 m of cable"), "<int> m of cable");
+        assert_eq!(t("312 bytes"), "<int> bytes");
+        let n = normalize("retry in 2 minutes");
+        let secs = n.values[0].num.unwrap_or(f64::NAN);
+        assert!((secs - 120.0).abs() < 1e-9, "2 minutes read as {secs} s");
+    }
+
+    #[test]
+    fn sizes_with_a_slash_are_not_paths() {
+        assert_eq!(t("0.10G/1.90G 24.6MB/s"), "<float>G/<float>G <float>MB/s");
+        assert_eq!(t("see docs/guide.md"), "see <path>");
+    }
+
+    #[test]
+    fn id_like_tokens_are_recognised() {
+        for id in [
+            "main.87b5988a.js",
+            "/tmp/tmpa8f3k2x9/out",
+            "consumer-1-e5b6409c-3218",
+            "build-3f2a9c",
+        ] {
+            assert!(is_id_like(id), "{id} should be id-like");
+        }
+        for word in [
+            "src/main.rs",
+            "part-00037.parquet",
+            "report2024.csv",
+            "decade",
+            "x86_64",
+            "orders",
+        ] {
+            assert!(!is_id_like(word), "{word} should be word-like");
         }
     }
 
