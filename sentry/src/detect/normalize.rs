@@ -215,7 +215,20 @@ pub fn normalize_into(line: &str, out: &mut Normalized) {
         }
         out.template = again.template;
     }
-    out.hash = template_hash(out.template.as_bytes());
+    out.hash = shape_hash(&out.template);
+}
+
+/// The comparison hash of a template. One id field is typed by the characters it happens to
+/// have (`tid=8367` is `<int>`, `tid=d880` `<hex>`, a longer token `<id>`), so lines of one
+/// loop would differ by type alone; the three are one class here, while the template text
+/// keeps the precise type for display.
+fn shape_hash(template: &str) -> u64 {
+    if template.contains("<hex>") || template.contains("<id>") {
+        let shape = template.replace("<hex>", "<int>").replace("<id>", "<int>");
+        template_hash(shape.as_bytes())
+    } else {
+        template_hash(template.as_bytes())
+    }
 }
 
 /// The hash used for templates (stable across runs and platforms).
@@ -662,7 +675,10 @@ impl Tokenizer<'_, '_> {
             return we;
         }
         let letters = word.len() - digits;
-        if word.len() >= 6 && letters > 0 && word.iter().all(|&c| is_hex(c)) {
+        // Short hex tokens too (`tid=d880`, `e51b`): thread and span ids are hex of a few
+        // digits, and reading `d880` as the name `d` plus a number would split one id
+        // field into several templates.
+        if word.len() >= 3 && letters > 0 && word.iter().all(|&c| is_hex(c)) {
             return self.emit(i, we, Placeholder::Hex, None);
         }
         // `worker12`, `test_case_42`: a name followed by a number.
@@ -762,7 +778,13 @@ impl Tokenizer<'_, '_> {
             }
         }
         let we = i + b[i..].iter().take_while(|&&c| is_word(c)).count();
-        if we - i >= 6 && b[i..we].iter().all(|&c| is_hex(c)) && we - i > d {
+        // Hex ids that happen to start with a digit (`4e2a`, `9f3c01`), as in `word`; a
+        // token that reads whole as a number in exponent form (`1e10`) stays a number.
+        if we - i >= 3
+            && b[i..we].iter().all(|&c| is_hex(c))
+            && we - i > d
+            && scan_number(b, i).0 < we
+        {
             return self.emit(i, we, Placeholder::Hex, None);
         }
         if let Some(end) = path(b, i) {
