@@ -1118,6 +1118,26 @@ mod tests {
     }
 
     #[test]
+    fn one_id_field_compares_equal_whatever_characters_the_id_has() {
+        // Thread ids of a few hex digits: all digits, letter first, digit first, long.
+        let lines = [
+            "worker tid=8367 job=sync failed: timeout",
+            "worker tid=d880 job=sync failed: timeout",
+            "worker tid=4e2a job=sync failed: timeout",
+            "worker tid=9c0ffee71a job=sync failed: timeout",
+        ];
+        let first = normalize(lines[0]).hash;
+        for line in &lines[1..] {
+            assert_eq!(normalize(line).hash, first, "{line} → {}", t(line));
+        }
+        // The displayed template keeps the precise type.
+        assert_eq!(t(lines[1]), "worker tid=<hex> job=sync failed: timeout");
+        // A number in exponent form stays a number, and real words are not ids.
+        assert_eq!(t("scale 1e10 ok"), "scale <float> ok");
+        assert_ne!(normalize("status ok").hash, normalize("status no").hash);
+    }
+
+    #[test]
     fn placeholder_table() {
         let cases: &[(&str, &str)] = &[
             ("count 42 done", "count <int> done"),
