@@ -165,6 +165,8 @@ pub struct Normalized {
     pub values: Vec<Value>,
     /// Keywords found in the literal parts.
     pub signals: Signals,
+    /// Scratch buffer for the comparison shape of the template (see `shape_hash`).
+    shape: String,
 }
 
 /// Normalises one line into a fresh [`Normalized`].
@@ -215,20 +217,32 @@ pub fn normalize_into(line: &str, out: &mut Normalized) {
         }
         out.template = again.template;
     }
-    out.hash = shape_hash(&out.template);
+    out.hash = shape_hash(&out.template, &mut out.shape);
 }
 
 /// The comparison hash of a template. One id field is typed by the characters it happens to
 /// have (`tid=8367` is `<int>`, `tid=d880` `<hex>`, a longer token `<id>`), so lines of one
 /// loop would differ by type alone; the three are one class here, while the template text
 /// keeps the precise type for display.
-fn shape_hash(template: &str) -> u64 {
-    if template.contains("<hex>") || template.contains("<id>") {
-        let shape = template.replace("<hex>", "<int>").replace("<id>", "<int>");
-        template_hash(shape.as_bytes())
-    } else {
-        template_hash(template.as_bytes())
+fn shape_hash(template: &str, shape: &mut String) -> u64 {
+    const ID_TOKENS: [&str; 2] = ["<hex>", "<id>"];
+    let mut last = 0;
+    shape.clear();
+    for (at, _) in template.match_indices('<') {
+        if at < last {
+            continue;
+        }
+        if let Some(token) = ID_TOKENS.iter().find(|t| template[at..].starts_with(**t)) {
+            shape.push_str(&template[last..at]);
+            shape.push_str("<int>");
+            last = at + token.len();
+        }
     }
+    if last == 0 {
+        return template_hash(template.as_bytes());
+    }
+    shape.push_str(&template[last..]);
+    template_hash(shape.as_bytes())
 }
 
 /// The hash used for templates (stable across runs and platforms).
