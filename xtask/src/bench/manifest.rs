@@ -14,21 +14,27 @@ pub enum Label {
     Healthy,
 }
 
-/// Which part of the corpus a file belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Set {
-    /// Tuned on.
-    Main,
-    /// Never tuned on.
-    Validation,
+/// The set tuned on; every other set (`validation`, `holdout`, ...) is reported on its own row.
+pub const MAIN_SET: &str = "main";
+
+/// The set names of `entries`: `main` first, then the others in order of first appearance, so
+/// that a new set added to the manifest gets its own report row without touching the bench.
+pub fn set_names(entries: &[Entry]) -> Vec<&str> {
+    let mut names = vec![MAIN_SET];
+    for e in entries {
+        if !names.contains(&e.set.as_str()) {
+            names.push(&e.set);
+        }
+    }
+    names
 }
 
 /// One labelled file.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Entry {
     pub path: String,
-    pub set: Set,
+    /// Which part of the corpus it belongs to: `main` (tuned on) or a set never tuned on.
+    pub set: String,
     pub label: Label,
     pub description: String,
     pub kind: Option<String>,
@@ -58,6 +64,14 @@ impl Corpus {
         let m: Manifest = toml::from_str(&text)
             .with_context(|| format!("{} is not a valid manifest", path.display()))?;
         for e in &m.file {
+            if e.set.is_empty() || !e.set.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                bail!(
+                    "{}: {} has set {:?}; a set is a non-empty word such as \"main\"",
+                    path.display(),
+                    e.path,
+                    e.set
+                );
+            }
             if !dir.join(&e.path).is_file() {
                 bail!("{}: lists {}, which does not exist", path.display(), e.path);
             }
@@ -97,27 +111,79 @@ mod tests {
     #[test]
     fn committed_manifest_is_valid_and_large_enough() {
         let c = Corpus::load(&corpus_dir()).expect("the committed manifest must load");
-        let count = |set, label| {
+        let count = |set: &str, label| {
             c.entries
                 .iter()
                 .filter(|e| e.set == set && e.label == label)
                 .count()
         };
+        assert!(count("main", Label::Runaway) >= 30, "too few main runaways");
         assert!(
-            count(Set::Main, Label::Runaway) >= 30,
-            "too few main runaways"
-        );
-        assert!(
-            count(Set::Main, Label::Healthy) >= 30,
+            count("main", Label::Healthy) >= 30,
             "too few main healthy logs"
         );
         assert!(
-            count(Set::Validation, Label::Runaway) >= 4,
+            count("validation", Label::Runaway) >= 4,
             "too few validation runaways"
         );
         assert!(
-            count(Set::Validation, Label::Healthy) >= 4,
+            count("validation", Label::Healthy) >= 4,
             "too few validation healthy logs"
+        );
+        assert!(
+            count("holdout", Label::Runaway) >= 6,
+            "too few holdout runaways"
+        );
+        assert!(
+            count("holdout", Label::Healthy) >= 6,
+            "too few holdout healthy logs"
+        );
+        assert_eq!(set_names(&c.entries), ["main", "validation", "holdout"]);
+    }
+
+    fn entry(path: &str, set: &str) -> Entry {
+        Entry {
+            path: path.into(),
+            set: set.into(),
+            label: Label::Healthy,
+            description: String::new(),
+            kind: None,
+            loop_start: None,
+            period: None,
+        }
+    }
+
+    #[test]
+    fn every_set_name_gets_a_row_main_first() {
+        let es = [
+            entry("a", "holdout"),
+            entry("b", "main"),
+            entry("c", "validation"),
+            entry("d", "holdout"),
+            entry("e", "extra_2026"),
+        ];
+        assert_eq!(
+            set_names(&es),
+            ["main", "holdout", "validation", "extra_2026"]
+        );
+        assert_eq!(set_names(&es[..1]), ["main", "holdout"]);
+    }
+
+    #[test]
+    fn a_set_that_is_not_a_word_is_rejected() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("healthy")).expect("mkdir");
+        std::fs::write(dir.path().join("healthy/a.log"), "x\n").expect("write");
+        std::fs::write(
+            dir.path().join("manifest.toml"),
+            "[[file]]\npath = \"healthy/a.log\"\nset = \"\"\nlabel = \"healthy\"\n\
+             description = \"d\"\n",
+        )
+        .expect("write");
+        let err = Corpus::load(dir.path()).expect_err("an empty set name must be an error");
+        assert!(
+            format!("{err:#}").contains("a set is a non-empty word"),
+            "{err:#}"
         );
     }
 
