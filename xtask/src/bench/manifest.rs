@@ -138,7 +138,18 @@ mod tests {
             count("holdout", Label::Healthy) >= 6,
             "too few holdout healthy logs"
         );
-        assert_eq!(set_names(&c.entries), ["main", "validation", "holdout"]);
+        assert!(
+            count("holdout3", Label::Runaway) >= 6,
+            "too few holdout3 runaways"
+        );
+        assert!(
+            count("holdout3", Label::Healthy) >= 6,
+            "too few holdout3 healthy logs"
+        );
+        assert_eq!(
+            set_names(&c.entries),
+            ["main", "validation", "holdout", "holdout3"]
+        );
     }
 
     fn entry(path: &str, set: &str) -> Entry {
