@@ -28,7 +28,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
 
 use crate::detect::lines::Line;
-use crate::detect::normalize::{is_id_like, normalize_into, Normalized, Placeholder, Role};
+use crate::detect::normalize::{
+    embeds_clock_time, is_id_like, normalize_into, Normalized, Placeholder, Role,
+};
 use crate::model::{Evidence, Finding, FindingKind, LoopEvidence};
 
 /// Longest cycle looked for, in lines.
@@ -336,6 +338,7 @@ impl Track {
         let mut strong: Vec<String> = Vec::new();
         let mut weak: Vec<String> = Vec::new();
         let mut restart_counters: Vec<String> = Vec::new();
+        let mut budgets: Vec<String> = Vec::new();
         let mut ids_noted: Vec<usize> = Vec::new();
         let mut identical = true;
         // Counters only speak for progress in a cycle without errors: a retry loop numbers
@@ -387,12 +390,32 @@ impl Track {
                     .collect();
                 match v0.kind {
                     Placeholder::Int | Placeholder::Float => {
-                        if !healthy_line || r < 3 {
+                        if r < 3 {
                             continue;
                         }
                         let nums: Option<Vec<f64>> = series.iter().map(|v| v.num).collect();
                         let Some(nums) = nums else { continue };
                         if nums.iter().any(|x| x.abs() >= CLOCK_LIKE) {
+                            continue;
+                        }
+                        if erring_cycle && countdown(&nums) {
+                            // A whole number falling by one on every repeat of a failing
+                            // cycle (`29 retries left`, `remaining attempts: 3`) is a retry
+                            // budget: the program bounds its own retries and stops at zero,
+                            // and a budget that is being spent usually means a check that
+                            // is expected to come good (a service starting up). Counting up
+                            // has no such end, so it stays a restart counter.
+                            budgets.push(format!(
+                                "{} in line {} of the cycle counts down by one per repeat \
+                                 ({} → {}): a bounded retry budget",
+                                v0.kind,
+                                j + 1,
+                                fmt_num(nums[0]),
+                                fmt_num(nums[nums.len() - 1]),
+                            ));
+                            continue;
+                        }
+                        if !healthy_line {
                             continue;
                         }
                         // Non-strict: a rollout reports `1 out of 10` a few times before `2`.
@@ -451,6 +474,7 @@ impl Track {
                         if r >= 2
                             && series.iter().all(|v| v.novel)
                             && !self.embeds_volatile_number(period, &pos, j, s)
+                            && !(erring_cycle && self.embeds_clock_time(&pos, j, s))
                         {
                             strong.push(format!(
                                 "a new {} on every repeat in line {} of the cycle",
@@ -511,15 +535,22 @@ impl Track {
                     "slow cycle ({c:.1} s per repeat) without errors: waiting or polling"
                 ));
             } else if slow {
-                // A slow retry of a failing step may still come good (a service that comes
-                // up after a few attempts): it gets the benefit of the doubt for four
-                // repeats, and still crosses the alert level at the fifth, per the
-                // detection target; the decision engine chooses the action.
-                logit -= 1.5;
                 reasons.push(format!("slow retry ({c:.1} s per repeat) despite errors"));
             } else {
                 reasons.push(format!("{c:.3} s per repeat"));
             }
+        }
+        if let Some(b) = budgets.first() {
+            reasons.push(b.clone());
+        }
+        if !waiting && (slow || !budgets.is_empty()) {
+            // A slow retry of a failing step, or one spending a bounded retry budget, may
+            // still come good (a service that comes up after a few attempts): it gets the
+            // benefit of the doubt for four repeats, and still crosses the alert level at
+            // the fifth, per the detection target; the decision engine chooses the action.
+            // Given once: both signs say the same thing, and stacking them would hide a
+            // retry that never succeeds past the fifth repeat.
+            logit -= 1.5;
         }
         let score = 1.0 / (1.0 + (-logit).exp());
 
@@ -620,6 +651,19 @@ impl Track {
         })
     }
 
+    /// True when value `s` of line `j` (in the latest repeat) is a name stamped with a date
+    /// and a time of day (`…/_logs/2025-11-20T09_15_23Z-debug.log`). In a failing cycle
+    /// such a name is the record of the attempt (a debug log, a crash dump), written anew
+    /// on every repeat of a real loop; in a healthy cycle it may be new output (a
+    /// checkpoint, a snapshot), so there it still counts as progress.
+    fn embeds_clock_time(&self, pos: &dyn Fn(usize, usize) -> usize, j: usize, s: usize) -> bool {
+        let line = self.entry(pos(j, 0));
+        line.values
+            .get(s)
+            .and_then(|v| line.raw.get(v.start as usize..v.end as usize))
+            .is_some_and(embeds_clock_time)
+    }
+
     /// Seconds per repeat: from the first timestamp value of the cycle's first line when the
     /// text has one, else from arrival times.
     fn cycle_seconds(
@@ -677,6 +721,12 @@ impl Track {
         }
         Some(elapsed.map_or(arrival, |e| e.max(arrival)))
     }
+}
+
+/// True when the values are whole numbers falling by exactly one from each to the next.
+fn countdown(nums: &[f64]) -> bool {
+    nums.len() >= 2 && nums.iter().all(|x| x.fract() == 0.0 && *x >= 0.0)
+        && nums.windows(2).all(|w| w[1] - w[0] == -1.0)
 }
 
 /// True when the values step by exactly one (up or down) from each to the next.
