@@ -28,7 +28,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
 
 use crate::detect::lines::Line;
-use crate::detect::normalize::{is_id_like, normalize_into, Normalized, Placeholder, Role};
+use crate::detect::normalize::{
+    embeds_clock_time, is_id_like, normalize_into, Normalized, Placeholder, Role,
+};
 use crate::model::{Evidence, Finding, FindingKind, LoopEvidence};
 
 /// Longest cycle looked for, in lines.
@@ -336,6 +338,7 @@ impl Track {
         let mut strong: Vec<String> = Vec::new();
         let mut weak: Vec<String> = Vec::new();
         let mut restart_counters: Vec<String> = Vec::new();
+        let mut budgets: Vec<String> = Vec::new();
         let mut ids_noted: Vec<usize> = Vec::new();
         let mut identical = true;
         // Counters only speak for progress in a cycle without errors: a retry loop numbers
@@ -357,6 +360,31 @@ impl Track {
                 .unwrap_or(0);
             for s in 0..nvals {
                 let v0 = latest.values[s];
+                if erring_cycle && r >= 3 && v0.kind == Placeholder::Int {
+                    // Before the volatile test: the count sits next to a retry word, which
+                    // marks numbers as volatile (`retrying (29 left)`).
+                    let nums: Option<Vec<f64>> = (0..r)
+                        .rev()
+                        .map(|k| self.entry(pos(j, k)).values[s].num)
+                        .collect();
+                    if let Some(nums) = nums.filter(|n| countdown(n)) {
+                        // A whole number falling by one on every repeat of a failing
+                        // cycle (`29 retries left`, `remaining attempts: 3`) is a retry
+                        // budget: the program bounds its own retries and stops at zero,
+                        // and a budget that is being spent usually means a check that
+                        // is expected to come good (a service starting up). Counting up
+                        // has no such end, so it stays a restart counter.
+                        budgets.push(format!(
+                            "{} in line {} of the cycle counts down by one per repeat \
+                             ({} → {}): a bounded retry budget",
+                            v0.kind,
+                            j + 1,
+                            fmt_num(nums[0]),
+                            fmt_num(nums[nums.len() - 1]),
+                        ));
+                        continue;
+                    }
+                }
                 if (0..r).any(|k| self.entry(pos(j, k)).values[s].volatile) {
                     // A line reporting finished work (`job done`, `processed`) with a
                     // different id on every repeat is finishing different items: a worker
@@ -387,12 +415,15 @@ impl Track {
                     .collect();
                 match v0.kind {
                     Placeholder::Int | Placeholder::Float => {
-                        if !healthy_line || r < 3 {
+                        if r < 3 {
                             continue;
                         }
                         let nums: Option<Vec<f64>> = series.iter().map(|v| v.num).collect();
                         let Some(nums) = nums else { continue };
                         if nums.iter().any(|x| x.abs() >= CLOCK_LIKE) {
+                            continue;
+                        }
+                        if !healthy_line {
                             continue;
                         }
                         // Non-strict: a rollout reports `1 out of 10` a few times before `2`.
@@ -451,6 +482,7 @@ impl Track {
                         if r >= 2
                             && series.iter().all(|v| v.novel)
                             && !self.embeds_volatile_number(period, &pos, j, s)
+                            && !(erring_cycle && self.embeds_clock_time(&pos, j, s))
                         {
                             strong.push(format!(
                                 "a new {} on every repeat in line {} of the cycle",
@@ -511,15 +543,22 @@ impl Track {
                     "slow cycle ({c:.1} s per repeat) without errors: waiting or polling"
                 ));
             } else if slow {
-                // A slow retry of a failing step may still come good (a service that comes
-                // up after a few attempts): it gets the benefit of the doubt for four
-                // repeats, and still crosses the alert level at the fifth, per the
-                // detection target; the decision engine chooses the action.
-                logit -= 1.5;
                 reasons.push(format!("slow retry ({c:.1} s per repeat) despite errors"));
             } else {
                 reasons.push(format!("{c:.3} s per repeat"));
             }
+        }
+        if let Some(b) = budgets.first() {
+            reasons.push(b.clone());
+        }
+        if !waiting && (slow || !budgets.is_empty()) {
+            // A slow retry of a failing step, or one spending a bounded retry budget, may
+            // still come good (a service that comes up after a few attempts): it gets the
+            // benefit of the doubt for four repeats, and still crosses the alert level at
+            // the fifth, per the detection target; the decision engine chooses the action.
+            // Given once: both signs say the same thing, and stacking them would hide a
+            // retry that never succeeds past the fifth repeat.
+            logit -= 1.5;
         }
         let score = 1.0 / (1.0 + (-logit).exp());
 
@@ -620,6 +659,19 @@ impl Track {
         })
     }
 
+    /// True when value `s` of line `j` (in the latest repeat) is a name stamped with a date
+    /// and a time of day (`…/_logs/2025-11-20T09_15_23Z-debug.log`). In a failing cycle
+    /// such a name is the record of the attempt (a debug log, a crash dump), written anew
+    /// on every repeat of a real loop; in a healthy cycle it may be new output (a
+    /// checkpoint, a snapshot), so there it still counts as progress.
+    fn embeds_clock_time(&self, pos: &dyn Fn(usize, usize) -> usize, j: usize, s: usize) -> bool {
+        let line = self.entry(pos(j, 0));
+        line.values
+            .get(s)
+            .and_then(|v| line.raw.get(v.start as usize..v.end as usize))
+            .is_some_and(embeds_clock_time)
+    }
+
     /// Seconds per repeat: from the first timestamp value of the cycle's first line when the
     /// text has one, else from arrival times.
     fn cycle_seconds(
@@ -677,6 +729,13 @@ impl Track {
         }
         Some(elapsed.map_or(arrival, |e| e.max(arrival)))
     }
+}
+
+/// True when the values are whole numbers falling by exactly one from each to the next.
+fn countdown(nums: &[f64]) -> bool {
+    nums.len() >= 2
+        && nums.iter().all(|x| x.fract() == 0.0 && *x >= 0.0)
+        && nums.windows(2).all(|w| w[1] - w[0] == -1.0)
 }
 
 /// True when the values step by exactly one (up or down) from each to the next.
@@ -1282,6 +1341,116 @@ mod tests {
         let fired = fired.expect("long crash cycle not detected");
         assert!(fired <= 5 * p as u64, "fired at line {fired}");
         assert_eq!(last.map(|f| loop_evidence(&f).period), Some(p));
+    }
+
+    fn countdown_probe(left: u32) -> String {
+        format!("probe cache-3: readiness check failed, retrying ({left} tries remaining)")
+    }
+
+    #[test]
+    fn bounded_retries_that_succeed_are_not_a_loop() {
+        let mut texts = vec!["rollout: restarting cache-3".to_owned()];
+        texts.extend((0..3).map(|k| countdown_probe(20 - k)));
+        texts.push("probe cache-3: ready".to_owned());
+        texts.push("rollout: restarting cache-4".to_owned());
+        let (fired, max, last) = run(&texts);
+        assert_eq!(
+            fired, None,
+            "three budgeted retries flagged (max score {max}): {last:#?}"
+        );
+        let f = last.expect("the retries are still scored");
+        assert!(
+            f.reasons.iter().any(|r| r.contains("bounded retry budget")),
+            "countdown not named: {:?}",
+            f.reasons
+        );
+    }
+
+    #[test]
+    fn bounded_retries_that_keep_failing_alert_at_the_fifth_repeat() {
+        let texts: Vec<String> = (0..12).map(|k| countdown_probe(20 - k)).collect();
+        let (fired, _, _) = run(&texts);
+        assert_eq!(fired, Some(5), "budgeted retry should alert at 5 repeats");
+        // Counting up is not a budget: the same retry numbering its attempts alerts sooner.
+        let texts: Vec<String> = (0..12)
+            .map(|k| format!("probe cache-3: readiness check failed, retrying (round {k})"))
+            .collect();
+        let (fired, _, _) = run(&texts);
+        assert!(
+            fired.is_some_and(|f| f < 5),
+            "unbounded retry fired at {fired:?}"
+        );
+    }
+
+    #[test]
+    fn slow_bounded_retry_still_alerts_at_the_fifth_repeat() {
+        // Both benefits of the doubt apply; they must not add up past the detection target.
+        let texts: Vec<String> = (0..12u32)
+            .map(|k| format!("2031-04-07T22:05:{:02}Z {}", k * 3, countdown_probe(20 - k)))
+            .collect();
+        let (fired, _, _) = run(&texts);
+        assert_eq!(
+            fired,
+            Some(5),
+            "slow budgeted retry should alert at 5 repeats"
+        );
+    }
+
+    #[test]
+    fn clock_stamped_file_names_in_a_failing_cycle_are_not_progress() {
+        let mut texts = Vec::new();
+        for k in 0..8u32 {
+            texts.push("deploy: applying manifest to staging".to_owned());
+            texts.push("deploy: error: admission webhook denied the request".to_owned());
+            texts.push(format!(
+                "deploy: full trace saved to /srv/tool/traces/2031-04-07T22_{:02}_{:02}Z-trace.txt",
+                10 + k,
+                (k * 17) % 60
+            ));
+        }
+        let (fired, max, last) = run(&texts);
+        let fired = fired.unwrap_or_else(|| panic!("failing cycle missed ({max}): {last:#?}"));
+        assert!(fired <= 15, "fired at line {fired}, later than 5 repeats");
+        let f = last.expect("finding");
+        assert!(
+            !f.reasons.iter().any(|r| r.starts_with("progress:")),
+            "clock-stamped name read as progress: {:?}",
+            f.reasons
+        );
+    }
+
+    #[test]
+    fn clock_stamped_outputs_of_a_healthy_cycle_are_still_progress() {
+        let texts: Vec<String> = (0..30u32)
+            .map(|k| {
+                format!(
+                    "snapshot written to /backups/db-2031-04-{:02}T{:02}_00.sql.gz",
+                    1 + k / 24,
+                    k % 24
+                )
+            })
+            .collect();
+        let (fired, max, last) = run(&texts);
+        assert_eq!(
+            fired, None,
+            "snapshot series flagged (max score {max}): {last:#?}"
+        );
+    }
+
+    #[test]
+    fn summary_table_with_zero_failures_is_not_an_error_loop() {
+        let texts: Vec<String> = (1..=12u32)
+            .map(|k| format!("db-{k:02}.internal : ok=9 changed=2 unreachable=0 failed=0"))
+            .collect();
+        let (fired, max, last) = run(&texts);
+        assert_eq!(
+            fired, None,
+            "summary table flagged (max score {max}): {last:#?}"
+        );
+        assert!(
+            last.is_none_or(|f| !f.reasons.iter().any(|r| r.contains("error and"))),
+            "zero tallies read as errors"
+        );
     }
 
     proptest! {

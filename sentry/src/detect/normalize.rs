@@ -299,6 +299,47 @@ fn byte(b: &[u8], i: usize) -> u8 {
     b.get(i).copied().unwrap_or(0)
 }
 
+/// True when the word at `i..we` is counted as zero: followed by `=0` or `: 0` that ends the
+/// field (`failed=0 skipped=0`, `errors: 0,`), or preceded by a standalone `0 ` (`0
+/// failed`). A `0` must stand alone (not `10`, `0.5`, `0x1f`), and `Error: 0 bytes written`
+/// is a message, not a tally: after the zero comes the end, punctuation or the next key.
+fn zero_tally(b: &[u8], i: usize, we: usize) -> bool {
+    let lone_zero_at = |z: usize| {
+        byte(b, z) == b'0'
+            && !is_word(byte(b, z + 1))
+            && byte(b, z + 1) != b'.'
+            && (z == 0 || !(is_word(b[z - 1]) || b[z - 1] == b'.'))
+    };
+    let ends_field = |mut k: usize| {
+        while byte(b, k) == b' ' || byte(b, k) == b'\t' {
+            k += 1;
+        }
+        if !byte(b, k).is_ascii_alphabetic() {
+            return true;
+        }
+        while is_word(byte(b, k)) {
+            k += 1;
+        }
+        matches!(byte(b, k), b'=' | b':')
+    };
+    let mut j = we;
+    if matches!(byte(b, j), b'=' | b':') {
+        j += 1;
+        while byte(b, j) == b' ' {
+            j += 1;
+        }
+        if lone_zero_at(j) && ends_field(j + 1) {
+            return true;
+        }
+    }
+    // `0 failed`, but not `unreachable=0 failed=1`: there the zero belongs to the key before.
+    j == we
+        && i >= 2
+        && b[i - 1] == b' '
+        && lone_zero_at(i - 2)
+        && (i == 2 || !matches!(b[i - 3], b'=' | b':'))
+}
+
 /// Parses exactly `n` digits at `i`.
 fn fixed_num(b: &[u8], i: usize, n: usize) -> Option<u32> {
     let r = b.get(i..i + n)?;
@@ -459,6 +500,45 @@ pub fn is_id_like(text: &str) -> bool {
                 .count();
             switches >= 3
         })
+}
+
+/// True when `text` (a file name, path or quoted value) embeds a date *and* a time of day:
+/// `2025-11-20T09_15_23_164Z-debug.log`, `core.20251120-091523`, `"run 2025-11-20 09:15"`.
+/// A name stamped to the minute is minted by the clock on every run (a debug log, a crash
+/// dump, a report), so its novelty says nothing about work. A bare date
+/// (`app-2025-11-20.log`) is not matched: a listing of daily files is a listing of new files.
+pub fn embeds_clock_time(text: &str) -> bool {
+    let b = text.as_bytes();
+    (0..b.len()).any(|i| (i == 0 || !b[i - 1].is_ascii_digit()) && clock_time_at(&b[i..]))
+}
+
+/// Matches `YYYY[sep]MM[sep]DD{T|sep}hh[sep]mm` at the start of `b`, where a separator is
+/// one of `-_.:` or nothing, and the fields are in calendar and clock range.
+fn clock_time_at(b: &[u8]) -> bool {
+    let mut i = 0;
+    let mut field = |width: usize, lo: u32, hi: u32, sep_before: bool, t_ok: bool| -> bool {
+        if sep_before
+            && i < b.len()
+            && (matches!(b[i], b'-' | b'_' | b'.' | b':')
+                || (t_ok && matches!(b[i], b'T' | b't' | b' ')))
+        {
+            i += 1;
+        }
+        let digits = b.get(i..i + width);
+        let Some(d) = digits.filter(|d| d.iter().all(u8::is_ascii_digit)) else {
+            return false;
+        };
+        let n = d
+            .iter()
+            .fold(0u32, |acc, &c| acc * 10 + u32::from(c - b'0'));
+        i += width;
+        (lo..=hi).contains(&n)
+    };
+    field(4, 1970, 2099, false, false)
+        && field(2, 1, 12, true, false)
+        && field(2, 1, 31, true, false)
+        && field(2, 0, 23, true, true)
+        && field(2, 0, 59, true, false)
 }
 
 /// Classifies a lower-case literal word.
@@ -685,7 +765,15 @@ impl Tokenizer<'_, '_> {
         let word = &b[i..we];
         let digits = word.iter().filter(|c| c.is_ascii_digit()).count();
         if digits == 0 {
+            let had_error = self.out.signals.error;
             self.note_word(word);
+            // An error word counting zero (`failed=0`, `errors: 0`, `0 failed`) is a tally
+            // reporting that nothing failed: a summary table or a test report, not a
+            // failure. Checked only when the word is an error word, so it costs nothing on
+            // other words.
+            if !had_error && self.out.signals.error && zero_tally(b, i, we) {
+                self.out.signals.error = false;
+            }
             return we;
         }
         let letters = word.len() - digits;
@@ -1149,6 +1237,51 @@ mod tests {
         // A number in exponent form stays a number, and real words are not ids.
         assert_eq!(t("scale 1e10 ok"), "scale <float> ok");
         assert_ne!(normalize("status ok").hash, normalize("status no").hash);
+    }
+
+    #[test]
+    fn error_words_counting_zero_are_not_errors() {
+        for line in [
+            "db-7.internal : ok=12 changed=3 unreachable=0 failed=0 skipped=1",
+            "suite finished: 48 passed, 0 failed, 2 skipped",
+            "lint summary errors: 0, warnings: 5",
+            "batch closed (failures=0)",
+        ] {
+            assert!(!normalize(line).signals.error, "{line} read as an error");
+        }
+        for line in [
+            "db-7.internal : ok=12 changed=3 unreachable=0 failed=1 skipped=1",
+            "suite finished: 48 passed, 10 failed",
+            "Error: 0 bytes written to the socket",
+            "failed=0 but FATAL: disk quota exceeded",
+            "errors: 0.5 per second",
+        ] {
+            assert!(normalize(line).signals.error, "{line} not read as an error");
+        }
+    }
+
+    #[test]
+    fn names_stamped_with_date_and_time_are_recognised() {
+        for name in [
+            "/var/cache/tool/logs/2031-04-07T22_05_41_907Z-debug-0.log",
+            "core.20310407-220541",
+            "report_2031.04.07_22.05.csv",
+            "snap-20310407T2205.tar",
+            "\"trace 1999-12-31 23:59:58\"",
+        ] {
+            assert!(embeds_clock_time(name), "{name} has a clock stamp");
+        }
+        for name in [
+            "app-2031-04-07.log",
+            "build-1234567890123.log",
+            "part-00037.parquet",
+            "v2031.13.07_22.05",
+            "x12031-04-07T22:05",
+            "2031-04-07T25:05",
+            "",
+        ] {
+            assert!(!embeds_clock_time(name), "{name} has no clock stamp");
+        }
     }
 
     #[test]
