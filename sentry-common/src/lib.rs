@@ -1,7 +1,7 @@
 //! `#[repr(C)]` records, map key/value types and limits shared by the eBPF program
 //! (`sentry-ebpf`) and user space (`sentry`). Nothing else lives here: no logic beyond tiny
 //! `const fn`s, so that both sides agree on every byte and every limit from one definition.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
 /// Most payload bytes captured from one `write()`/`writev()`. Larger writes are captured as a
 /// prefix of this many bytes (their full length is still recorded). 4 KiB covers a terminal
@@ -196,4 +196,31 @@ mod pod {
     unsafe impl aya::Pod for super::WriteHeader {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::RunCounters {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_sequences_stay_in_the_table_and_wrap_around() {
+        let last = u64::from(MAX_TRACKED_CGROUPS - 1);
+        assert_eq!(home_slot(last), MAX_TRACKED_CGROUPS - 1);
+        assert_eq!(probe_slot(last, 1), 0, "the sequence wraps to the start");
+        for id in [1u64, 2, 63, 64, 65, 4095, u64::MAX] {
+            for k in 0..SLOT_PROBES {
+                assert!(probe_slot(id, k) < MAX_TRACKED_CGROUPS);
+            }
+            assert_eq!(probe_slot(id, 0), home_slot(id));
+        }
+    }
+
+    #[test]
+    fn consecutive_cgroup_ids_get_distinct_home_slots() {
+        // Runs created one after another get neighbouring ids: they must not collide.
+        let homes: std::collections::BTreeSet<u32> = (1000..1000 + u64::from(MAX_TRACKED_CGROUPS))
+            .map(home_slot)
+            .collect();
+        assert_eq!(homes.len(), MAX_TRACKED_CGROUPS as usize);
+    }
 }

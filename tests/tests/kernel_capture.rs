@@ -192,14 +192,15 @@ fn concurrent_runs_each_capture_only_their_own_writes() {
         let b = scope.spawn(|| run_sentry(&[], &["sh", "-c", &script("run-b")]));
         (a.join(), b.join())
     });
-    let (a, b) = (
-        a.expect("run a finished"),
-        b.expect("run b finished"),
-    );
+    let (a, b) = (a.expect("run a finished"), b.expect("run b finished"));
     for (run, tag) in [(&a, "run-a"), (&b, "run-b")] {
         assert_eq!(run.status.code(), Some(0), "stderr: {}", run.stderr);
         let expected: String = (1..=12).map(|i| format!("{tag}-{i}\n")).collect();
-        assert_eq!(run.output_on(1), expected, "{tag} captured exactly its own lines");
+        assert_eq!(
+            run.output_on(1),
+            expected,
+            "{tag} captured exactly its own lines"
+        );
         assert_eq!(run.field("writes_total"), 12, "{tag}: {}", run.report);
         assert_accounting(run);
     }
