@@ -1,7 +1,7 @@
 //! `#[repr(C)]` records, map key/value types and limits shared by the eBPF program
 //! (`sentry-ebpf`) and user space (`sentry`). Nothing else lives here: no logic beyond tiny
 //! `const fn`s, so that both sides agree on every byte and every limit from one definition.
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 
 /// Most payload bytes captured from one `write()`/`writev()`. Larger writes are captured as a
 /// prefix of this many bytes (their full length is still recorded). 4 KiB covers a terminal
@@ -16,8 +16,24 @@ pub const PAYLOAD_SIZE_CLASSES: [usize; 4] = [64, 256, 1024, MAX_CAPTURE_BYTES];
 /// Size of the write-event ring buffer in bytes (a power of two multiple of the page size).
 pub const RING_BUFFER_BYTES: u32 = 4 << 20;
 
-/// How many cgroups (runs) the probe can track at once.
-pub const MAX_TRACKED_CGROUPS: u32 = 1024;
+/// How many cgroups (runs) the probe can track at once: the size of its slot table, a power
+/// of two.
+pub const MAX_TRACKED_CGROUPS: u32 = 64;
+
+/// How many consecutive slots, from a cgroup's home slot on, may hold it (a bounded linear
+/// probe). User space refuses to track a cgroup whose probe sequence is full.
+pub const SLOT_PROBES: u32 = 4;
+
+/// The home slot of cgroup `id` in the slot table. cgroup ids are kernfs inode numbers handed
+/// out in sequence, so their low bits spread runs over the table without hashing.
+pub const fn home_slot(id: u64) -> u32 {
+    (id as u32) & (MAX_TRACKED_CGROUPS - 1)
+}
+
+/// The `k`-th slot (0 ≤ k < [`SLOT_PROBES`]) that may hold cgroup `id`.
+pub const fn probe_slot(id: u64, k: u32) -> u32 {
+    (home_slot(id) + k) & (MAX_TRACKED_CGROUPS - 1)
+}
 
 /// Default capture budget: full captures per second per run on each CPU. Beyond it writes are
 /// only counted and their bytes summed. 200k/s keeps the probe's cost near the tracepoint floor
@@ -27,19 +43,12 @@ pub const DEFAULT_CAPTURE_BUDGET_PER_S: u64 = 200_000;
 /// Burst allowance of the budget, in captures: 0.1 s worth at the default rate.
 pub const DEFAULT_CAPTURE_BURST: u64 = 20_000;
 
-/// 64-bit words in the probe's cgroup pre-filter bitmap (4096 bits, a power of two).
-pub const FILTER_WORDS: u32 = 64;
-
-/// Where cgroup `id` sits in the pre-filter bitmap: (word index, bit mask). Untracked
-/// processes are turned away by this test alone, an inlined array load, before the hash
-/// lookup; a collision only costs the lookup, never a wrong capture.
-pub const fn filter_slot(id: u64) -> (u32, u64) {
-    (((id >> 6) as u32) & (FILTER_WORDS - 1), 1u64 << (id & 63))
-}
-
-/// Name of the cgroup pre-filter bitmap (array of [`FILTER_WORDS`] `u64`).
-pub const MAP_FILTER: &str = "SENTRY_FILTER";
-/// Name of the map of tracked cgroups (key: cgroup id, value: [`RunCounters`], per CPU).
+/// Name of the slot table: array of [`MAX_TRACKED_CGROUPS`] `u64` cgroup ids, 0 = free. A
+/// tracked cgroup sits at one of its [`probe_slot`]s; its counters at the same index of
+/// [`MAP_RUNS`]. Both are arrays so the verifier inlines their lookups (no hashing on the
+/// write path).
+pub const MAP_SLOTS: &str = "SENTRY_SLOTS";
+/// Name of the per-run counters (per-CPU array of [`RunCounters`], indexed by slot).
 pub const MAP_RUNS: &str = "SENTRY_RUNS";
 /// Name of the ring buffer carrying [`WriteHeader`] + payload records.
 pub const MAP_EVENTS: &str = "SENTRY_EVENTS";
@@ -187,4 +196,31 @@ mod pod {
     unsafe impl aya::Pod for super::WriteHeader {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::RunCounters {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_sequences_stay_in_the_table_and_wrap_around() {
+        let last = u64::from(MAX_TRACKED_CGROUPS - 1);
+        assert_eq!(home_slot(last), MAX_TRACKED_CGROUPS - 1);
+        assert_eq!(probe_slot(last, 1), 0, "the sequence wraps to the start");
+        for id in [1u64, 2, 63, 64, 65, 4095, u64::MAX] {
+            for k in 0..SLOT_PROBES {
+                assert!(probe_slot(id, k) < MAX_TRACKED_CGROUPS);
+            }
+            assert_eq!(probe_slot(id, 0), home_slot(id));
+        }
+    }
+
+    #[test]
+    fn consecutive_cgroup_ids_get_distinct_home_slots() {
+        // Runs created one after another get neighbouring ids: they must not collide.
+        let homes: std::collections::BTreeSet<u32> = (1000..1000 + u64::from(MAX_TRACKED_CGROUPS))
+            .map(home_slot)
+            .collect();
+        assert_eq!(homes.len(), MAX_TRACKED_CGROUPS as usize);
+    }
 }

@@ -3,7 +3,8 @@
 //!
 //! Everything here is on the hot path of every write of every process on the host, so the
 //! order of work is deliberate: the cgroup-id lookup comes first and is all that untracked
-//! processes pay; tracked writes are counted in per-CPU state (no atomics), captured in full
+//! processes pay (a helper call and a few array loads the verifier inlines: no hashing);
+//! tracked writes are counted in per-CPU state (no atomics), captured in full
 //! while the run's per-CPU token bucket has credit and only counted beyond it; records are
 //! reserved in the smallest payload size class that fits and submitted without a wakeup. Programs return 0 (a non-zero
 //! return makes the kernel also emit a perf sample per event, which costs as much again).
@@ -17,25 +18,27 @@ use aya_ebpf::{
         bpf_probe_read_user_buf,
     },
     macros::{map, tracepoint},
-    maps::{Array, PerCpuHashMap, RingBuf},
+    maps::{Array, PerCpuArray, RingBuf},
     programs::TracePointContext,
     EbpfContext,
 };
 use sentry_common::{
-    filter_slot, RunCounters, WriteHeader, WriteRecord, BUDGET_RECHECK_EVERY, FILTER_WORDS,
-    FLAG_READ_FAILED, MAX_CAPTURE_BYTES, MAX_SUMMED_IOVECS, MAX_TRACKED_CGROUPS,
-    PAYLOAD_SIZE_CLASSES, RING_BUFFER_BYTES, SYSCALL_WRITE, SYSCALL_WRITEV,
+    probe_slot, RunCounters, WriteHeader, WriteRecord, BUDGET_RECHECK_EVERY, FLAG_READ_FAILED,
+    MAX_CAPTURE_BYTES, MAX_SUMMED_IOVECS, MAX_TRACKED_CGROUPS, PAYLOAD_SIZE_CLASSES,
+    RING_BUFFER_BYTES, SLOT_PROBES, SYSCALL_WRITE, SYSCALL_WRITEV,
 };
 
-/// Bitmap of tracked cgroup ids (see `filter_slot`): the first, cheapest test. The verifier
-/// inlines array lookups, so untracked processes pay a few loads, no hash.
-#[map(name = "SENTRY_FILTER")]
-static FILTER: Array<u64> = Array::with_max_entries(FILTER_WORDS, 0);
+/// Slot table of tracked cgroup ids (0 = free slot); a cgroup sits at one of its
+/// `probe_slot`s, placed there by user space. An array, not a hash map: the verifier inlines
+/// array lookups into a bounds check and a load, where a hash lookup costs a jhash and a
+/// bucket walk on every write.
+#[map(name = "SENTRY_SLOTS")]
+static SLOTS: Array<u64> = Array::with_max_entries(MAX_TRACKED_CGROUPS, 0);
 
-/// Tracked runs: cgroup id → per-CPU counters and budget. Doubles as the filter.
+/// Per-CPU counters and budget of each tracked run, at its slot's index. Per-CPU array lookups
+/// are inlined too (kernel 6.10 and later).
 #[map(name = "SENTRY_RUNS")]
-static RUNS: PerCpuHashMap<u64, RunCounters> =
-    PerCpuHashMap::with_max_entries(MAX_TRACKED_CGROUPS, 0);
+static RUNS: PerCpuArray<RunCounters> = PerCpuArray::with_max_entries(MAX_TRACKED_CGROUPS, 0);
 
 /// Write records for user space.
 #[map(name = "SENTRY_EVENTS")]
@@ -66,23 +69,32 @@ fn arg(ctx: &TracePointContext, n: usize) -> u64 {
     }
 }
 
-/// Whether `cgroup_id` may be tracked (false means certainly not).
+/// The current task's cgroup id and its run's counters on this CPU, if the cgroup is tracked.
 #[inline(always)]
-fn maybe_tracked(cgroup_id: u64) -> bool {
-    let (word, mask) = filter_slot(cgroup_id);
-    match FILTER.get(word) {
-        Some(bits) => bits & mask != 0,
-        None => false,
+fn tracked_run() -> Option<(u64, *mut RunCounters)> {
+    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    // 0 marks a free slot, so it must never match (no real cgroup has id 0).
+    if cgroup_id == 0 {
+        return None;
     }
+    // Every probe slot is looked at (no early stop at a free one): slots are freed without
+    // moving their neighbours, so a gap does not end a cgroup's sequence. A few inlined loads.
+    let mut k = 0;
+    while k < SLOT_PROBES {
+        let slot = probe_slot(cgroup_id, k);
+        if let Some(&id) = SLOTS.get(slot) {
+            if id == cgroup_id {
+                return RUNS.get_ptr_mut(slot).map(|run| (cgroup_id, run));
+            }
+        }
+        k += 1;
+    }
+    None
 }
 
 #[tracepoint(category = "syscalls", name = "sys_enter_write")]
 pub fn sentry_write(ctx: TracePointContext) -> u32 {
-    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    if !maybe_tracked(cgroup_id) {
-        return 0;
-    }
-    let Some(run) = RUNS.get_ptr_mut(&cgroup_id) else {
+    let Some((cgroup_id, run)) = tracked_run() else {
         return 0;
     };
     let count = arg(&ctx, 2);
@@ -100,11 +112,7 @@ pub fn sentry_write(ctx: TracePointContext) -> u32 {
 
 #[tracepoint(category = "syscalls", name = "sys_enter_writev")]
 pub fn sentry_writev(ctx: TracePointContext) -> u32 {
-    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
-    if !maybe_tracked(cgroup_id) {
-        return 0;
-    }
-    let Some(run) = RUNS.get_ptr_mut(&cgroup_id) else {
+    let Some((cgroup_id, run)) = tracked_run() else {
         return 0;
     };
     let vec = arg(&ctx, 1) as *const IoVec;

@@ -180,6 +180,33 @@ fn writes_outside_the_runs_cgroup_are_not_captured() {
 }
 
 #[test]
+fn concurrent_runs_each_capture_only_their_own_writes() {
+    require_kernel_mode!();
+    // Two runs overlapping in time, each with its own probe instance and slot: neither may see
+    // the other's writes, and each counts exactly its own.
+    let script = |tag: &str| {
+        format!("for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo {tag}-$i; sleep 0.03; done")
+    };
+    let (a, b) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| run_sentry(&[], &["sh", "-c", &script("run-a")]));
+        let b = scope.spawn(|| run_sentry(&[], &["sh", "-c", &script("run-b")]));
+        (a.join(), b.join())
+    });
+    let (a, b) = (a.expect("run a finished"), b.expect("run b finished"));
+    for (run, tag) in [(&a, "run-a"), (&b, "run-b")] {
+        assert_eq!(run.status.code(), Some(0), "stderr: {}", run.stderr);
+        let expected: String = (1..=12).map(|i| format!("{tag}-{i}\n")).collect();
+        assert_eq!(
+            run.output_on(1),
+            expected,
+            "{tag} captured exactly its own lines"
+        );
+        assert_eq!(run.field("writes_total"), 12, "{tag}: {}", run.report);
+        assert_accounting(run);
+    }
+}
+
+#[test]
 fn writev_is_captured() {
     require_kernel_mode!();
     let Some(python) = python3() else {

@@ -86,6 +86,21 @@ pub enum KernelError {
         /// The loader's error chain.
         detail: String,
     },
+    /// The probe's slot table has no room for the run's cgroup.
+    #[error(
+        "the eBPF probe cannot track cgroup {cgroup_id}: its {probes} slots from slot {home} on \
+         all hold other runs (the probe tracks at most {max} cgroups); end some runs and retry"
+    )]
+    NoFreeSlot {
+        /// The cgroup that was to be tracked.
+        cgroup_id: u64,
+        /// Its home slot.
+        home: u32,
+        /// How many slots from home were tried.
+        probes: u32,
+        /// Size of the slot table.
+        max: u32,
+    },
     /// The command could not be started.
     #[error(transparent)]
     Spawn(#[from] SpawnError),
@@ -214,14 +229,16 @@ pub fn ensure_tracefs() -> Result<(), KernelError> {
     })
 }
 
-/// The loaded and attached probe with its two maps.
+/// The loaded and attached probe with its maps and the slots this instance assigned.
 struct Probe {
     // Keeps the programs attached; dropping it detaches them.
     _ebpf: aya::Ebpf,
-    runs: aya::maps::PerCpuHashMap<aya::maps::MapData, u64, sentry_common::RunCounters>,
-    filter: aya::maps::Array<aya::maps::MapData, u64>,
+    runs: aya::maps::PerCpuArray<aya::maps::MapData, sentry_common::RunCounters>,
+    slots: aya::maps::Array<aya::maps::MapData, u64>,
     events: aya::maps::RingBuf<aya::maps::MapData>,
     ncpus: usize,
+    /// (cgroup id, slot) of every run tracked through this instance.
+    tracked: Vec<(u64, u32)>,
 }
 
 impl Probe {
@@ -263,14 +280,14 @@ impl Probe {
                 detail: format!("map {} is not in the object", common::MAP_RUNS),
             })?;
         let runs =
-            aya::maps::PerCpuHashMap::try_from(runs_map).map_err(|e| probe_error("open")(&e))?;
-        let filter_map = ebpf
-            .take_map(common::MAP_FILTER)
+            aya::maps::PerCpuArray::try_from(runs_map).map_err(|e| probe_error("open")(&e))?;
+        let slots_map = ebpf
+            .take_map(common::MAP_SLOTS)
             .ok_or_else(|| KernelError::Probe {
                 what: "find",
-                detail: format!("map {} is not in the object", common::MAP_FILTER),
+                detail: format!("map {} is not in the object", common::MAP_SLOTS),
             })?;
-        let filter = aya::maps::Array::try_from(filter_map).map_err(|e| probe_error("open")(&e))?;
+        let slots = aya::maps::Array::try_from(slots_map).map_err(|e| probe_error("open")(&e))?;
         let events_map = ebpf
             .take_map(common::MAP_EVENTS)
             .ok_or_else(|| KernelError::Probe {
@@ -286,13 +303,15 @@ impl Probe {
         Ok(Probe {
             _ebpf: ebpf,
             runs,
-            filter,
+            slots,
             events,
             ncpus,
+            tracked: Vec::new(),
         })
     }
 
     fn track(&mut self, cgroup_id: u64, budget_per_s: u64) -> Result<(), KernelError> {
+        let slot = self.free_slot(cgroup_id)?;
         let initial = sentry_common::RunCounters::with_budget(
             budget_per_s,
             sentry_common::DEFAULT_CAPTURE_BURST,
@@ -300,34 +319,74 @@ impl Probe {
         let values = aya::maps::PerCpuValues::try_from(vec![initial; self.ncpus])
             .map_err(|e| probe_error("configure")(&e))?;
         self.runs
-            .insert(cgroup_id, values, 0)
+            .set(slot, values, 0)
             .map_err(|e| probe_error("configure")(&e))?;
-        // The counters must exist before the pre-filter lets the run's writes through.
-        self.set_filter_bit(cgroup_id, true)
+        // The counters must be fresh before the slot lets the run's writes through.
+        self.slots
+            .set(slot, cgroup_id, 0)
+            .map_err(|e| probe_error("configure")(&e))?;
+        self.tracked.push((cgroup_id, slot));
+        Ok(())
     }
 
-    fn set_filter_bit(&mut self, cgroup_id: u64, on: bool) -> Result<(), KernelError> {
-        let (word, mask) = sentry_common::filter_slot(cgroup_id);
-        let bits = self
-            .filter
-            .get(&word, 0)
-            .map_err(|e| probe_error("configure")(&e))?;
-        let bits = if on { bits | mask } else { bits & !mask };
-        self.filter
-            .set(word, bits, 0)
-            .map_err(|e| probe_error("configure")(&e))
+    /// The first free slot of `cgroup_id`'s probe sequence.
+    fn free_slot(&self, cgroup_id: u64) -> Result<u32, KernelError> {
+        use sentry_common::{home_slot, probe_slot, MAX_TRACKED_CGROUPS, SLOT_PROBES};
+        // The probe reads 0 as "free", so id 0 (which no real cgroup has) cannot be tracked.
+        if cgroup_id == 0 {
+            return Err(KernelError::Probe {
+                what: "configure",
+                detail: "cgroup id 0 cannot be tracked".into(),
+            });
+        }
+        for k in 0..SLOT_PROBES {
+            let slot = probe_slot(cgroup_id, k);
+            let held = self
+                .slots
+                .get(&slot, 0)
+                .map_err(|e| probe_error("configure")(&e))?;
+            if held == 0 {
+                return Ok(slot);
+            }
+            if held == cgroup_id {
+                return Err(KernelError::Probe {
+                    what: "configure",
+                    detail: format!("cgroup {cgroup_id} is already tracked (slot {slot})"),
+                });
+            }
+        }
+        Err(KernelError::NoFreeSlot {
+            cgroup_id,
+            home: home_slot(cgroup_id),
+            probes: SLOT_PROBES,
+            max: MAX_TRACKED_CGROUPS,
+        })
+    }
+
+    fn slot_of(&self, cgroup_id: u64) -> Option<u32> {
+        self.tracked
+            .iter()
+            .find(|(id, _)| *id == cgroup_id)
+            .map(|(_, slot)| *slot)
     }
 
     fn untrack(&mut self, cgroup_id: u64) {
-        // This probe instance tracks one run, so its bit can be cleared. Failures only mean
-        // it is already gone.
-        let _ = self.set_filter_bit(cgroup_id, false);
-        let _ = self.runs.remove(&cgroup_id);
+        let Some(slot) = self.slot_of(cgroup_id) else {
+            return;
+        };
+        // Freeing the slot stops the probe counting the cgroup; its counters stay until the
+        // slot's next run overwrites them. A failure leaves the slot taken in this instance's
+        // maps only, which die with it.
+        let _ = self.slots.set(slot, 0, 0);
+        self.tracked.retain(|(id, _)| *id != cgroup_id);
     }
 
     fn counters(&self, cgroup_id: u64) -> sentry_common::RunCounters {
         let mut total = sentry_common::RunCounters::default();
-        if let Ok(per_cpu) = self.runs.get(&cgroup_id, 0) {
+        let Some(slot) = self.slot_of(cgroup_id) else {
+            return total;
+        };
+        if let Ok(per_cpu) = self.runs.get(&slot, 0) {
             for cpu in per_cpu.iter() {
                 total.accumulate(cpu);
             }
