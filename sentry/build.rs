@@ -45,6 +45,17 @@ fn main() {
             ));
         }
         println!("cargo:warning={message}");
+        // Watch where the missing pieces will appear, so that a plain rebuild after
+        // `cargo xtask setup` picks the probe up (cargo reruns a build script while a watched
+        // path does not exist).
+        if let Some(path) = env::var_os("PATH") {
+            for dir in env::split_paths(&path) {
+                println!(
+                    "cargo:rerun-if-changed={}",
+                    dir.join("bpf-linker").display()
+                );
+            }
+        }
         return;
     }
 

@@ -105,7 +105,10 @@ fn ensure_bpf_linker() -> Result<()> {
     Ok(())
 }
 
-/// Finds `libLLVM.so.<major>…` (or `libLLVM-<major>…so`) in the nightly sysroot.
+/// Finds the shared library `libLLVM.so.<major>…` (or `libLLVM-<major>…so`) in the nightly
+/// sysroot. Rust ships `libLLVM-22-rust-….so` as a 43-byte linker script (`INPUT(libLLVM.so.22…)`)
+/// beside the real library; lld cannot follow that script through a symlink in another
+/// directory, so the largest candidate (the real ELF library) is taken.
 fn find_libllvm(dir: &Path) -> Result<PathBuf> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
@@ -114,11 +117,12 @@ fn find_libllvm(dir: &Path) -> Result<PathBuf> {
         if name.starts_with("libLLVM.so.")
             || (name.starts_with("libLLVM-") && name.ends_with(".so"))
         {
-            found.push(entry.path());
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            found.push((size, entry.path()));
         }
     }
     found.sort();
-    found.into_iter().next().with_context(|| {
+    found.into_iter().next_back().map(|(_, path)| path).with_context(|| {
         format!(
             "no libLLVM shared library in {}; reinstall the nightly toolchain (`rustup toolchain install nightly`)",
             dir.display()

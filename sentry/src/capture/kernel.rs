@@ -26,7 +26,7 @@ use nix::unistd::Pid;
 
 use super::cgroup::{self, CgroupError, RunCgroup};
 use super::spawn::{self, SpawnError};
-use super::{CaptureTotals, Observation, RunEnd, RunSpec};
+use super::{CaptureRun, CaptureTotals, Observation, RunEnd, RunSpec, TreeControl};
 use crate::model::{OutputChunk, Sample};
 
 /// Where tracefs is mounted when it is not mounted yet (aya looks there).
@@ -430,50 +430,67 @@ pub struct Control {
 }
 
 impl Control {
-    /// The direct child's pid.
-    pub fn pid(&self) -> i32 {
-        self.pid
-    }
-
     /// The run's cgroup directory.
     pub fn cgroup_path(&self) -> &Path {
         &self.cgroup
     }
 
-    /// Whether the run has ended (the child was reaped).
-    pub fn has_ended(&self) -> bool {
+    fn procs(&self) -> Vec<i32> {
+        fs::read_to_string(self.cgroup.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse::<i32>().ok())
+            .collect()
+    }
+}
+
+impl TreeControl for Control {
+    fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    fn has_ended(&self) -> bool {
         self.ended.load(Ordering::SeqCst)
     }
 
-    /// Sends `signal` to the direct child, unless it was already reaped (its pid could have
-    /// been reused).
-    pub fn signal(&self, signal: Signal) {
+    fn signal(&self, signal: Signal) {
         if !self.has_ended() {
             let _ = kill(Pid::from_raw(self.pid), signal);
         }
     }
 
-    /// Kills the whole tree at once through the cgroup.
-    pub fn kill_tree(&self) -> Result<(), CgroupError> {
-        if self.has_ended() {
-            return Ok(());
+    fn signal_tree(&self, signal: Signal) {
+        for pid in self.procs() {
+            let _ = kill(Pid::from_raw(pid), signal);
         }
+    }
+
+    fn kill_tree(&self) -> io::Result<()> {
         let kill_file = self.cgroup.join("cgroup.kill");
         if kill_file.exists() {
-            return fs::write(&kill_file, "1").map_err(|source| CgroupError::Io {
-                what: "cannot write",
-                path: kill_file,
-                source,
-            });
+            return match fs::write(&kill_file, "1") {
+                // The cgroup was removed: the run has ended and nothing is left to kill.
+                Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            };
         }
-        for pid in fs::read_to_string(self.cgroup.join("cgroup.procs"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse::<i32>().ok())
-        {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
+        // Kernels before 5.14 have no cgroup.kill: freeze, kill each, thaw (a frozen tree
+        // cannot fork a new member between the read and the kills).
+        let _ = self.set_paused(true);
+        self.signal_tree(Signal::SIGKILL);
+        let _ = self.set_paused(false);
         Ok(())
+    }
+
+    fn set_paused(&self, paused: bool) -> io::Result<()> {
+        fs::write(
+            self.cgroup.join("cgroup.freeze"),
+            if paused { "1" } else { "0" },
+        )
+    }
+
+    fn describe(&self) -> String {
+        format!("cgroup {}", self.cgroup.display())
     }
 }
 
@@ -546,14 +563,23 @@ impl KernelRun {
         })
     }
 
-    /// The observation stream; it ends with [`Observation::Ended`].
-    pub fn observations(&self) -> &Receiver<Observation> {
+    /// The kernel backend's own handle (with the cgroup path).
+    pub fn kernel_control(&self) -> Control {
+        self.control.clone()
+    }
+}
+
+impl CaptureRun for KernelRun {
+    fn observations(&self) -> &Receiver<Observation> {
         &self.observations
     }
 
-    /// A handle for signals, kill and pause.
-    pub fn control(&self) -> Control {
-        self.control.clone()
+    fn control(&self) -> Arc<dyn TreeControl> {
+        Arc::new(self.control.clone())
+    }
+
+    fn mode(&self) -> &'static str {
+        "kernel"
     }
 }
 

@@ -1,7 +1,8 @@
 //! Capture backends: they start the command, observe it from outside and stream what they see
 //! as [`Observation`]s (output chunks, periodic samples, and finally how the run ended). The
 //! kernel backend (`kernel`) captures `write()`s with an eBPF probe in a dedicated cgroup; the
-//! PTY fallback arrives later. Backends know nothing about detection or decisions.
+//! fallback backends run the command on a pseudo-terminal. Backends know nothing about
+//! detection or decisions; what the supervisor needs of a running tree is [`TreeControl`].
 
 pub mod cgroup;
 #[cfg(target_os = "linux")]
@@ -9,8 +10,13 @@ pub mod kernel;
 pub mod spawn;
 
 use std::ffi::OsString;
+use std::io;
 use std::process::ExitStatus;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
 use std::time::Duration;
+
+use nix::sys::signal::Signal;
 
 use crate::model::{OutputChunk, Sample};
 
@@ -73,4 +79,34 @@ pub struct RunSpec {
     pub sample_interval: Duration,
     /// Attach the no-op floor program instead of the capture programs (benchmarks only).
     pub floor_probe: bool,
+}
+
+/// What the supervisor can do to a running tree, whatever the backend. Cheap to share between
+/// threads (signal forwarding, the decision loop, later the API).
+pub trait TreeControl: Send + Sync + std::fmt::Debug {
+    /// The direct child's pid.
+    fn pid(&self) -> i32;
+    /// Whether the direct child has been reaped (after that, nothing is signalled: its pid may
+    /// have been reused).
+    fn has_ended(&self) -> bool;
+    /// Sends `signal` to the direct child only.
+    fn signal(&self, signal: Signal);
+    /// Sends `signal` to every process of the tree.
+    fn signal_tree(&self, signal: Signal);
+    /// Kills every process of the tree at once (`cgroup.kill`, or SIGKILL to each).
+    fn kill_tree(&self) -> io::Result<()>;
+    /// Freezes (`true`) or thaws (`false`) the whole tree.
+    fn set_paused(&self, paused: bool) -> io::Result<()>;
+    /// Where the tree lives, for messages: "cgroup /sys/fs/cgroup/…", "process group 1234".
+    fn describe(&self) -> String;
+}
+
+/// A command running under some backend.
+pub trait CaptureRun {
+    /// The observation stream; it ends with exactly one [`Observation::Ended`].
+    fn observations(&self) -> &Receiver<Observation>;
+    /// A handle to act on the tree.
+    fn control(&self) -> Arc<dyn TreeControl>;
+    /// The mode's name as reported: "kernel", "fallback", "macos".
+    fn mode(&self) -> &'static str;
 }

@@ -19,7 +19,7 @@ use signal_hook::iterator::exfiltrator::WithOrigin;
 use signal_hook::iterator::SignalsInfo;
 use signal_hook::low_level::siginfo::Cause;
 
-use crate::capture::{CaptureTotals, Observation, RunSpec};
+use crate::capture::{CaptureRun, CaptureTotals, Observation, RunSpec};
 use crate::decide::Policy;
 use crate::report::{EventsWriter, RunReport};
 
@@ -168,19 +168,19 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
     })?;
     let control = run.control();
     eprintln!(
-        "sentry: mode kernel (eBPF write capture{}, cgroup {}), pid {}",
+        "sentry: mode kernel (eBPF write capture{}, {}), pid {}",
         if options.floor_probe {
             ", FLOOR probe: nothing captured"
         } else {
             ""
         },
-        control.cgroup_path().display(),
+        control.describe(),
         control.pid()
     );
 
     let signals_handle = signals.as_ref().map(|s| s.handle());
     let signal_thread = signals.take().map(|mut signals| {
-        let control = control.clone();
+        let control = std::sync::Arc::clone(&control);
         std::thread::spawn(move || {
             let mut forwarded: Option<Instant> = None;
             for origin in signals.forever() {
@@ -198,7 +198,7 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
                     control.signal(signal);
                 }
                 forwarded = Some(Instant::now());
-                let control = control.clone();
+                let control = std::sync::Arc::clone(&control);
                 std::thread::spawn(move || {
                     std::thread::sleep(KILL_GRACE);
                     if !control.has_ended() {
