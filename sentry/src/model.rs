@@ -191,8 +191,25 @@ pub struct Incident {
     pub action: Action,
     /// The leading finding's score.
     pub score: f64,
+    /// The decision engine's confidence that the tree is a runaway.
+    #[serde(default)]
+    pub confidence: f64,
     /// One-line human summary.
     pub summary: String,
+    /// What came of the action: "alerted", "stopped", "paused", "restarted (attempt 2)",
+    /// "gave up after 3 restarts", or why an action could not be carried out.
+    #[serde(default)]
+    pub outcome: String,
+    /// Which attempt of the command (1 = the first start; restarts count up).
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+    /// The decision's reasons, strongest first.
+    #[serde(default)]
+    pub reasons: Vec<String>,
     /// The leading finding's evidence.
     pub evidence: Evidence,
+}
+
+fn first_attempt() -> u32 {
+    1
 }

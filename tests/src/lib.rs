@@ -227,3 +227,74 @@ pub fn process_exists(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// The uid fallback-mode runs use when the tests run as root: `nobody`, so that the fallback
+/// is exercised without privileges, as a user without sudo would run it.
+pub const NOBODY: u32 = 65534;
+
+/// Whether this test process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A capture mode under test: `kernel` (as root) or `fallback` (as `nobody` when the tests run
+/// as root, otherwise as the current user).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestMode {
+    /// eBPF capture in a cgroup; needs root.
+    Kernel,
+    /// PTY capture and /proc sampling; runs unprivileged.
+    Fallback,
+}
+
+impl TestMode {
+    /// The `--mode` value.
+    pub fn flag(self) -> &'static str {
+        match self {
+            TestMode::Kernel => "kernel",
+            TestMode::Fallback => "fallback",
+        }
+    }
+}
+
+/// A temporary directory the run's user can write to.
+pub fn run_dir(mode: TestMode) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    if mode == TestMode::Fallback && is_root() {
+        std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY))
+            .expect("chown the run directory to nobody");
+    }
+    dir
+}
+
+/// `sentry run --mode <mode> <extra> --report R --events E -- <command>` in `dir`, as the
+/// mode's user. The command is not started yet.
+pub fn mode_command(mode: TestMode, extra: &[&str], command: &[&str], dir: &Path) -> Command {
+    let mut cmd = sentry_command(&[&["--mode", mode.flag()], extra].concat(), command, dir);
+    cmd.env("HOME", dir);
+    if mode == TestMode::Fallback && is_root() {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(NOBODY).gid(NOBODY);
+    }
+    cmd
+}
+
+/// Runs `sentry run` in `mode` to its end (see [`mode_command`]).
+pub fn run_mode(mode: TestMode, extra: &[&str], command: &[&str]) -> RunResult {
+    let dir = run_dir(mode);
+    let out = mode_command(mode, extra, command, dir.path())
+        .output()
+        .expect("sentry can be started");
+    finish(out.status, out.stdout, out.stderr, dir)
+}
+
+/// Skips (or, under `CI=true`, fails) a test whose mode cannot run here.
+#[macro_export]
+macro_rules! require_mode {
+    ($mode:expr) => {
+        if $mode == $crate::TestMode::Kernel {
+            $crate::require_kernel_mode!();
+        }
+    };
+}

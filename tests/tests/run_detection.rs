@@ -8,7 +8,10 @@ use sentry_tests::{require_kernel_mode, run_sentry};
 fn a_retry_loop_is_reported_as_a_runaway_with_its_evidence() {
     require_kernel_mode!();
     let script = r#"i=0; while [ $i -lt 4000 ]; do i=$((i+1)); echo "attempt $i: connect to 127.0.0.1:5432 failed: connection refused, retrying" >&2; sleep 0.001; done; echo finished"#;
-    let run = run_sentry(&["--mode", "kernel"], &["sh", "-c", script]);
+    let run = run_sentry(
+        &["--mode", "kernel", "--action", "alert"],
+        &["sh", "-c", script],
+    );
     assert_eq!(
         run.status.code(),
         Some(0),
@@ -46,7 +49,10 @@ fn a_retry_loop_is_reported_as_a_runaway_with_its_evidence() {
 fn a_job_making_progress_is_not_a_runaway() {
     require_kernel_mode!();
     let script = r#"i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo "step $i/3000: wrote shard-$i.parquet"; sleep 0.001; done"#;
-    let run = run_sentry(&["--mode", "kernel"], &["sh", "-c", script]);
+    let run = run_sentry(
+        &["--mode", "kernel", "--action", "alert"],
+        &["sh", "-c", script],
+    );
     assert_eq!(run.status.code(), Some(0), "stderr: {}", run.stderr);
     assert_eq!(run.report["runaway"], false, "report: {}", run.report);
     assert_eq!(

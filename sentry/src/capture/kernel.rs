@@ -548,6 +548,7 @@ impl KernelRun {
             ended,
             totals: CaptureTotals::default(),
             last_cpu: (0, started),
+            io: IoTally::default(),
         };
         let thread = std::thread::Builder::new()
             .name("sentry-capture".into())
@@ -664,6 +665,48 @@ struct Drain {
     ended: Arc<AtomicBool>,
     totals: CaptureTotals,
     last_cpu: (u64, Instant),
+    io: IoTally,
+}
+
+/// Cumulative I/O of every process the tree ever had, from `/proc/PID/io`: a process's last
+/// reading is kept after it exits, so the totals never go down.
+#[derive(Debug, Default)]
+struct IoTally {
+    last: std::collections::HashMap<i32, IoTotals>,
+}
+
+/// Bytes read by `read()`-like calls (`rchar`: files, pipes, sockets; reading input is
+/// progress), bytes written to storage (`write_bytes`), and read+write syscalls.
+#[derive(Debug, Default, Clone, Copy)]
+struct IoTotals {
+    read_bytes: u64,
+    write_bytes: u64,
+    syscalls: u64,
+}
+
+impl IoTally {
+    fn update(&mut self, pids: &[i32]) -> IoTotals {
+        for &pid in pids {
+            if let Ok(text) = fs::read_to_string(format!("/proc/{pid}/io")) {
+                let get = |key: &str| cgroup::keyed_value(&text, key).unwrap_or(0);
+                self.last.insert(
+                    pid,
+                    IoTotals {
+                        read_bytes: get("rchar:"),
+                        write_bytes: get("write_bytes:"),
+                        syscalls: get("syscr:") + get("syscw:"),
+                    },
+                );
+            }
+        }
+        self.last
+            .values()
+            .fold(IoTotals::default(), |a, b| IoTotals {
+                read_bytes: a.read_bytes + b.read_bytes,
+                write_bytes: a.write_bytes + b.write_bytes,
+                syscalls: a.syscalls + b.syscalls,
+            })
+    }
 }
 
 impl Drain {
@@ -764,6 +807,7 @@ impl Drain {
         self.last_cpu = (stats.cpu_usage_us, now);
         self.totals.cpu_usage_us = stats.cpu_usage_us;
         let counters = self.probe.counters(self.cgroup.id());
+        let io = self.io.update(&self.cgroup.pids());
         let _ = self.tx.send(Observation::Sample(Sample {
             at: now.duration_since(self.started),
             cpu_pct,
@@ -771,9 +815,9 @@ impl Drain {
             cpu_pressure_some_avg10: stats.cpu_pressure_some_avg10,
             mem_bytes: stats.mem_bytes,
             pids: stats.pids,
-            io_read_bytes: None,
-            io_write_bytes: None,
-            syscalls: None,
+            io_read_bytes: Some(io.read_bytes),
+            io_write_bytes: Some(io.write_bytes),
+            syscalls: Some(io.syscalls),
             writes: counters.writes,
             write_bytes: counters.write_bytes,
         }));

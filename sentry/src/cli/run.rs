@@ -1,5 +1,6 @@
-//! `sentry run [--mode …] [--report FILE] [--events FILE] -- CMD [ARGS…]`: supervise one
-//! command and exit with its status.
+//! `sentry run [OPTIONS] -- CMD [ARGS…]`: supervise one command, act on runaways, and exit
+//! with its status (or 124 when sentry stopped it). The flags here are shorthands that
+//! override the policy (built-in defaults, then `--policy FILE`, then the flags).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -9,7 +10,32 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::decide::Policy;
+use crate::model::Action;
 use crate::supervise::{self, Mode, RunOptions};
+
+/// What `--action` may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StrongAction {
+    /// Record and print, leave the command alone.
+    Alert,
+    /// Freeze the tree until `kill -USR1 <sentry pid>` resumes it.
+    Pause,
+    /// Stop the whole tree (SIGTERM, then SIGKILL after 2 s).
+    Kill,
+    /// Stop it and start it again, with backoff, up to --max-restarts times.
+    Restart,
+}
+
+impl From<StrongAction> for Action {
+    fn from(a: StrongAction) -> Action {
+        match a {
+            StrongAction::Alert => Action::Alert,
+            StrongAction::Pause => Action::Pause,
+            StrongAction::Kill => Action::Kill,
+            StrongAction::Restart => Action::Restart,
+        }
+    }
+}
 
 /// Arguments of `sentry run`.
 #[derive(Debug, Args)]
@@ -33,6 +59,32 @@ pub struct RunArgs {
     /// Detection policy file (TOML; see fixtures/policy/example.toml). Defaults are built in.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// What to do with a high-confidence runaway (default: the policy's, built in: kill).
+    /// Ambiguous findings are always alerts only.
+    #[arg(long, value_enum, value_name = "ACTION")]
+    pub action: Option<StrongAction>,
+    /// Enforce a CPU limit: the whole tree above PCT per-core percent (200 = two cores) for
+    /// the window, without output or I/O progress, gets the --action. Without it, silent CPU
+    /// burn is only alerted (a numeric job may compute silently for minutes).
+    #[arg(long, value_name = "PCT")]
+    pub max_cpu: Option<f64>,
+    /// Window in seconds over which CPU burn must be sustained (default 30).
+    #[arg(long, value_name = "SECS")]
+    pub window: Option<f64>,
+    /// Enforce a memory limit on the tree's resident memory (e.g. 512M, 2G, 1.5GiB): above
+    /// it, the tree gets the --action.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_memory: Option<u64>,
+    /// How many times --action restart may restart the command before giving up.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub max_restarts: u32,
+    /// Evidence store (SQLite). Accepted for forward compatibility; the store arrives in a
+    /// later release and this release records nothing there.
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Print only incidents and errors: no banner, live status line or summary.
+    #[arg(long, short)]
+    pub quiet: bool,
     /// Attach the benchmark's no-op probe instead of the capture probe (measures the floor).
     #[arg(long, hide = true)]
     pub bench_floor_probe: bool,
@@ -67,6 +119,13 @@ pub fn run(args: RunArgs) -> ExitCode {
         },
         None => Policy::default(),
     };
+    let policy = match apply_flags(policy, &args) {
+        Ok(policy) => policy,
+        Err(err) => {
+            eprintln!("sentry: {err}");
+            return ExitCode::from(supervise::EXIT_SENTRY_FAILED);
+        }
+    };
     let options = RunOptions {
         policy,
         command: args.command,
@@ -76,29 +135,115 @@ pub fn run(args: RunArgs) -> ExitCode {
         capture_budget_per_s: args.capture_budget,
         sample_interval: Duration::from_secs_f64(args.sample_interval),
         floor_probe: args.bench_floor_probe,
+        max_restarts: args.max_restarts,
+        quiet: args.quiet,
     };
     match supervise::run(&options) {
-        Ok(outcome) => {
-            let report = &outcome.report;
-            let ended = match report.signal {
-                Some(sig) => format!("killed by signal {sig}"),
-                None => format!("exited with {}", report.exit_code),
-            };
-            eprintln!(
-                "sentry: command {ended} after {:.2} s; CPU peaked at {:.0}%; captured {} writes \
-                 ({} bytes), {} over budget (counted only), {} lost",
-                report.duration_s,
-                report.cpu_peak_pct,
-                report.events_captured,
-                report.bytes_captured,
-                report.writes_counted_only,
-                report.events_lost
-            );
-            ExitCode::from(u8::try_from(report.exit_code).unwrap_or(supervise::EXIT_SENTRY_FAILED))
-        }
+        Ok(outcome) => ExitCode::from(
+            u8::try_from(outcome.report.exit_code).unwrap_or(supervise::EXIT_SENTRY_FAILED),
+        ),
         Err(err) => {
             eprintln!("sentry: {err}");
             ExitCode::from(err.exit_code())
         }
+    }
+}
+
+/// Applies the command-line shorthands on top of the policy, and checks the result.
+fn apply_flags(mut policy: Policy, args: &RunArgs) -> Result<Policy, String> {
+    let strong: Action = match args.action {
+        Some(a) => {
+            let a = Action::from(a);
+            // The flag wins over the policy file, per-kind overrides included.
+            policy.actions.high = a;
+            for per_kind in [
+                &mut policy.actions.output_loop,
+                &mut policy.actions.cpu_burn,
+                &mut policy.actions.memory_growth,
+                &mut policy.actions.stall,
+                &mut policy.actions.fork_storm,
+            ] {
+                if per_kind.high.is_some() {
+                    per_kind.high = Some(a);
+                }
+            }
+            a
+        }
+        None => policy.actions.high,
+    };
+    if let Some(pct) = args.max_cpu {
+        if !(pct.is_finite() && pct > 0.0) {
+            return Err(format!(
+                "--max-cpu {pct}: give a positive per-core percent, e.g. 90 or 250"
+            ));
+        }
+        policy.cpu.threshold_pct = pct;
+        // An explicit limit is the user's own rule: sustained burn past it, without
+        // progress (a medium-confidence CPU finding), gets the strong action.
+        policy.actions.cpu_burn.medium = Some(strong);
+        policy.actions.cpu_burn.high = Some(strong);
+    }
+    if let Some(window) = args.window {
+        if !(window.is_finite() && window >= 1.0) {
+            return Err(format!("--window {window}: give at least 1 second"));
+        }
+        policy.cpu.window_s = window;
+    }
+    if let Some(limit) = args.max_memory {
+        policy.memory.limit_bytes = Some(limit);
+        policy.actions.memory_growth.medium = Some(strong);
+        policy.actions.memory_growth.high = Some(strong);
+    }
+    let problems = policy.problems();
+    if let Some((key, problem)) = problems.first() {
+        return Err(format!("invalid setting {key}: {problem}"));
+    }
+    Ok(policy)
+}
+
+/// Parses `512M`, `2G`, `1.5GiB`, `1048576` (bytes; K/M/G/T are binary multiples, as in
+/// `ulimit` and cgroup files).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().map_err(|_| {
+        format!("{text:?} is not a size: use a number with an optional unit, e.g. 512M or 2G")
+    })?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" | "tib" => 1024.0_f64.powi(4),
+        other => {
+            return Err(format!(
+                "{text:?}: unknown size unit {other:?} (use K, M, G or T)"
+            ))
+        }
+    };
+    let bytes = value * mult;
+    if !(bytes.is_finite() && bytes >= 1.0 && bytes < u64::MAX as f64) {
+        return Err(format!("{text:?} is out of range"));
+    }
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("2G"), Ok(2 << 30));
+        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("64kb"), Ok(64 << 10));
+        assert!(parse_size("ten").unwrap_err().contains("not a size"));
+        assert!(parse_size("5X").unwrap_err().contains("unknown size unit"));
+        assert!(parse_size("0").is_err());
     }
 }

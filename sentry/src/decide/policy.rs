@@ -77,7 +77,7 @@ impl Default for Hysteresis {
     fn default() -> Self {
         Self {
             persist_evaluations: 3,
-            persist_s: 2.0,
+            persist_s: 1.0,
             cooldown_s: 30.0,
         }
     }

@@ -13,14 +13,19 @@ use crate::model::{Incident, OutputChunk};
 /// Everything `sentry run --report` writes.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
-    /// Capture backend used: "kernel".
+    /// Capture backend used: "kernel", "fallback" or "macos".
     pub mode: String,
     /// The command as given.
     pub command: Vec<String>,
-    /// sentry's exit status: the child's own, or 128+N when a signal N ended it.
+    /// sentry's exit status: the child's own (128+N when a signal N ended it), or 124 when
+    /// sentry stopped the command.
     pub exit_code: i32,
+    /// The command's own status at its end (128+N for a signal), even when sentry stopped it.
+    pub child_exit_code: i32,
     /// The signal that ended the child, if one did.
     pub signal: Option<i32>,
+    /// True when sentry stopped the command (kill, or a restart budget given up on).
+    pub stopped_by_sentry: bool,
     /// Whether a runaway was detected.
     pub runaway: bool,
     /// Incidents (detections that led to an action).

@@ -1,26 +1,53 @@
-//! The detection side of a supervised run: captured output goes through the output pipeline
-//! (line assembly, normaliser, loop detector), samples through the resource detectors, and
-//! at every sample the decision engine weighs the latest findings of all of them.
-//!
-//! This release observes and records only: a decision stronger than `continue` becomes an
-//! incident with action `alert`, printed on stderr and written to the report; the child is
-//! never touched on a detector's word (acting — pause, kill, restart — is a separate step
-//! that arrives with `--action`). The engine's own choice is kept in the incident summary so
-//! that what sentry *would* have done is on record.
+//! The detection side of one attempt of a supervised run: captured output goes through the
+//! output pipeline (line assembly, normaliser, loop detector), samples through the resource
+//! detectors, and at every sample the decision engine weighs the latest findings of all of
+//! them. When the engine's action rises (continue → alert → pause/kill/restart) the watch
+//! hands the supervisor an [`Escalation`] to carry out; what was done is recorded by the
+//! supervisor as an incident.
 
-use crate::decide::{DecisionEngine, Policy};
+use crate::decide::{DecisionEngine, Level, Policy};
 use crate::detect::resource::ResourceDetectors;
 use crate::detect::OutputPipeline;
-use crate::model::{Action, Finding, Incident, OutputChunk, Sample};
+use crate::model::{Action, Decision, Finding, Incident, OutputChunk, Sample};
 
-/// Detectors and decision engine for one run.
+/// The decision engine asked for a stronger action than before.
+#[derive(Debug, Clone)]
+pub struct Escalation {
+    /// What the policy says to do.
+    pub action: Action,
+    /// The finding that leads the decision.
+    pub lead: Finding,
+    /// The decision behind it.
+    pub decision: Decision,
+}
+
+impl Escalation {
+    /// The incident recording this escalation, with what was done about it.
+    pub fn incident(&self, taken: Action, outcome: String, attempt: u32) -> Incident {
+        Incident {
+            kind: self.lead.kind,
+            detected_after_s: self.decision.at.as_secs_f64(),
+            action: taken,
+            score: self.lead.score,
+            confidence: self.decision.confidence,
+            summary: format!("{}: {}", self.lead.kind.label(), self.lead.summary),
+            outcome,
+            attempt,
+            reasons: self.decision.reasons.clone(),
+            evidence: self.lead.evidence.clone(),
+        }
+    }
+}
+
+/// Detectors and decision engine for one attempt.
 pub struct Watch {
     pipeline: OutputPipeline,
     resources: ResourceDetectors,
     engine: DecisionEngine,
-    /// The action of the last decision, to record an incident only when it changes upwards.
+    /// The action of the last decision, to escalate only when it rises.
     last_action: Action,
-    incidents: Vec<Incident>,
+    last_decision: Option<Decision>,
+    lines: u64,
 }
 
 impl Watch {
@@ -31,17 +58,24 @@ impl Watch {
             resources: policy.resource_detectors(),
             engine: DecisionEngine::new(policy),
             last_action: Action::Continue,
-            incidents: Vec::new(),
+            last_decision: None,
+            lines: 0,
         }
     }
 
     /// Feeds one captured chunk to the output pipeline.
     pub fn output(&mut self, chunk: &OutputChunk) {
-        self.pipeline.push(chunk, |_, _| {});
+        let lines = &mut self.lines;
+        self.pipeline.push(chunk, |_, _| *lines += 1);
     }
 
-    /// Feeds one sample and takes a decision; returns the incident it raised, if any.
-    pub fn sample(&mut self, sample: &Sample) -> Option<&Incident> {
+    /// Logical lines completed so far.
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    /// Feeds one sample and takes a decision; returns an escalation when the action rose.
+    pub fn sample(&mut self, sample: &Sample) -> Option<Escalation> {
         let progress = self.pipeline.progress_signals();
         let mut findings = self.resources.observe(sample, &progress);
         if let Some(f) = self.pipeline.current_finding() {
@@ -50,6 +84,7 @@ impl Watch {
         let decision = self.engine.decide(sample.at, &findings);
         let escalated = decision.action != Action::Continue && decision.action > self.last_action;
         self.last_action = decision.action;
+        self.last_decision = Some(decision.clone());
         if !escalated {
             return None;
         }
@@ -59,48 +94,26 @@ impl Watch {
             .chain(findings.iter())
             .max_by(|a, b| a.score.total_cmp(&b.score))?
             .clone();
-        self.incidents.push(incident(
-            &lead,
-            decision.action,
-            decision.confidence,
-            sample,
-        ));
-        self.incidents.last()
+        Some(Escalation {
+            action: decision.action,
+            lead,
+            decision,
+        })
+    }
+
+    /// The band the engine acts on now, and the last decision's action (for the status line).
+    pub fn verdict(&self) -> (Level, Action) {
+        (self.engine.level(), self.last_action)
+    }
+
+    /// The most recent decision.
+    pub fn last_decision(&self) -> Option<&Decision> {
+        self.last_decision.as_ref()
     }
 
     /// Ends the input (completes partial lines).
     pub fn finish(&mut self) {
-        self.pipeline.flush(|_, _| {});
-    }
-
-    /// Everything recorded so far.
-    pub fn incidents(&self) -> &[Incident] {
-        &self.incidents
-    }
-}
-
-fn incident(lead: &Finding, decided: Action, confidence: f64, sample: &Sample) -> Incident {
-    let summary = if decided == Action::Alert {
-        format!(
-            "{}: {} (confidence {confidence:.2})",
-            lead.kind.label(),
-            lead.summary
-        )
-    } else {
-        format!(
-            "{}: {} (confidence {confidence:.2}; the policy says {}, recorded as an alert: \
-             this release does not act on runaways)",
-            lead.kind.label(),
-            lead.summary,
-            decided.as_str()
-        )
-    };
-    Incident {
-        kind: lead.kind,
-        detected_after_s: sample.at.as_secs_f64(),
-        action: Action::Alert,
-        score: lead.score,
-        summary,
-        evidence: lead.evidence.clone(),
+        let lines = &mut self.lines;
+        self.pipeline.flush(|_, _| *lines += 1);
     }
 }
