@@ -79,6 +79,79 @@ pub fn find_mount(mountinfo: &str, fstype: &str) -> Option<PathBuf> {
     })
 }
 
+/// How a host mounts its cgroup hierarchies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupLayout {
+    /// cgroup2 only ("pure v2", normally at `/sys/fs/cgroup`).
+    Unified {
+        /// The cgroup2 mount point.
+        root: PathBuf,
+    },
+    /// cgroup2 beside v1 hierarchies (systemd's hybrid mode: cgroup2 at
+    /// `/sys/fs/cgroup/unified`, the controllers in v1).
+    Hybrid {
+        /// The cgroup2 mount point.
+        root: PathBuf,
+        /// Controllers mounted in v1, in mount order.
+        v1_controllers: Vec<String>,
+    },
+    /// v1 hierarchies only: no cgroup2 to create a run's cgroup in.
+    V1Only {
+        /// Controllers mounted in v1, in mount order.
+        v1_controllers: Vec<String>,
+    },
+    /// No cgroup filesystem at all.
+    None,
+}
+
+impl CgroupLayout {
+    /// The cgroup2 mount point, where there is one.
+    pub fn cgroup2_root(&self) -> Option<&Path> {
+        match self {
+            CgroupLayout::Unified { root } | CgroupLayout::Hybrid { root, .. } => Some(root),
+            CgroupLayout::V1Only { .. } | CgroupLayout::None => None,
+        }
+    }
+}
+
+/// Classifies the cgroup layout of a mountinfo text. The cgroup2 root is the one
+/// [`cgroup2_root`] would pick.
+pub fn cgroup_layout(mountinfo: &str) -> CgroupLayout {
+    let mut v1_mounts = 0;
+    let mut v1_controllers: Vec<String> = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((_, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        // fstype source super-options
+        let mut fields = right.split_whitespace();
+        if fields.next() != Some("cgroup") {
+            continue;
+        }
+        v1_mounts += 1;
+        let options = fields.nth(1).unwrap_or_default();
+        for option in options.split(',') {
+            // Everything in a v1 mount's options that is not a flag or `name=` is a controller.
+            let flag = matches!(
+                option,
+                "rw" | "ro" | "noprefix" | "clone_children" | "xattr" | "cpuset_v2_mode" | "none"
+            );
+            if !flag && !option.contains('=') && !v1_controllers.iter().any(|c| c == option) {
+                v1_controllers.push(option.to_string());
+            }
+        }
+    }
+    match (find_mount(mountinfo, "cgroup2"), v1_mounts) {
+        (Some(root), 0) => CgroupLayout::Unified { root },
+        (Some(root), _) => CgroupLayout::Hybrid {
+            root,
+            v1_controllers,
+        },
+        (None, 0) => CgroupLayout::None,
+        (None, _) => CgroupLayout::V1Only { v1_controllers },
+    }
+}
+
 /// mountinfo escapes space, tab, newline and backslash as `\ooo` octal.
 fn unescape_mountinfo(field: &str) -> String {
     let bytes = field.as_bytes();
@@ -421,6 +494,66 @@ mod tests {
             Some(PathBuf::from("/sys/fs/cgroup"))
         );
         assert_eq!(find_mount(pure, "tracefs"), None);
+    }
+
+    /// This machine's mountinfo (a hybrid host), trimmed to the cgroup lines and a neighbour.
+    const HYBRID: &str = "\
+23 27 0:22 / /sys rw,relatime - sysfs sysfs rw
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+37 31 0:34 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+
+    /// A current systemd distribution (pure v2).
+    const PURE_V2: &str = "\
+23 27 0:22 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+35 23 0:30 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
+";
+
+    /// An old distribution or container with v1 hierarchies only (co-mounted cpu,cpuacct).
+    const V1_ONLY: &str = "\
+25 18 0:21 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
+26 25 0:22 / /sys/fs/cgroup/systemd rw,nosuid shared:10 - cgroup cgroup rw,xattr,release_agent=/usr/lib/systemd/systemd-cgroups-agent,name=systemd
+28 25 0:24 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:12 - cgroup cgroup rw,cpu,cpuacct
+29 25 0:25 / /sys/fs/cgroup/memory rw,nosuid shared:13 - cgroup cgroup rw,memory
+30 25 0:26 / /sys/fs/cgroup/pids rw,nosuid shared:14 - cgroup cgroup rw,pids
+";
+
+    #[test]
+    fn classifies_the_cgroup_layout() {
+        assert_eq!(
+            cgroup_layout(HYBRID),
+            CgroupLayout::Hybrid {
+                root: PathBuf::from("/sys/fs/cgroup/unified"),
+                v1_controllers: ["cpu", "cpuacct", "memory", "freezer", "pids"]
+                    .map(String::from)
+                    .to_vec(),
+            }
+        );
+        assert_eq!(
+            cgroup_layout(PURE_V2),
+            CgroupLayout::Unified {
+                root: PathBuf::from("/sys/fs/cgroup")
+            }
+        );
+        assert_eq!(
+            cgroup_layout(V1_ONLY),
+            CgroupLayout::V1Only {
+                v1_controllers: ["cpu", "cpuacct", "memory", "pids"]
+                    .map(String::from)
+                    .to_vec(),
+            }
+        );
+        assert_eq!(cgroup_layout(V1_ONLY).cgroup2_root(), None);
+        assert_eq!(
+            cgroup_layout("22 27 0:21 / /proc rw - proc proc rw\n"),
+            CgroupLayout::None
+        );
     }
 
     #[test]

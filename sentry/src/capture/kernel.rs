@@ -30,7 +30,7 @@ use super::{CaptureRun, CaptureTotals, Observation, RunEnd, RunSpec, TreeControl
 use crate::model::{OutputChunk, Sample};
 
 /// Where tracefs is mounted when it is not mounted yet (aya looks there).
-const TRACEFS_PATH: &str = "/sys/kernel/tracing";
+pub const TRACEFS_PATH: &str = "/sys/kernel/tracing";
 
 /// How many observations may wait for the consumer before the drain thread blocks (and the
 /// ring buffer, not sentry's memory, absorbs the backlog, with exact loss accounting).
@@ -136,17 +136,68 @@ fn probe_error(what: &'static str) -> impl FnOnce(&dyn std::fmt::Display) -> Ker
     }
 }
 
-/// Checks what kernel mode needs of the host, in the order a user would fix them: a build
-/// with the probe, privileges, BTF. tracefs and cgroups are checked when they are used.
+/// Where the kernel publishes its BTF type information (the probe's CO-RE relocations need it).
+pub const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
+
+/// The capabilities kernel mode needs when not root, with their bit numbers in `CapEff`, in
+/// the order messages name them.
+pub const KERNEL_CAPABILITIES: [(u32, &str); 3] =
+    [(39, "CAP_BPF"), (38, "CAP_PERFMON"), (21, "CAP_SYS_ADMIN")];
+
+/// What kernel mode needs to know about the host before it loads anything: the build,
+/// the privileges and BTF. Read once by [`HostAccess::read`]; judged by [`HostAccess::check`],
+/// which `sentry run` and `sentry doctor` share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostAccess {
+    /// Whether this binary embeds the eBPF probe.
+    pub built_with_probe: bool,
+    /// Effective uid.
+    pub euid: u32,
+    /// Effective capability mask (`CapEff` of /proc/self/status; 0 when unreadable).
+    pub cap_eff: u64,
+    /// Whether kernel BTF exists at [`BTF_PATH`].
+    pub btf: bool,
+}
+
+impl HostAccess {
+    /// Reads this process's view of the host.
+    pub fn read() -> HostAccess {
+        let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+        HostAccess {
+            built_with_probe: built_with_probe(),
+            euid: nix::unistd::geteuid().as_raw(),
+            cap_eff: parse_cap_eff(&status).unwrap_or(0),
+            btf: Path::new(BTF_PATH).exists(),
+        }
+    }
+
+    /// Checks what kernel mode needs, in the order a user would fix it: a build with the
+    /// probe, privileges, BTF. tracefs and cgroups are checked when they are used.
+    pub fn check(&self) -> Result<(), KernelError> {
+        if !self.built_with_probe {
+            return Err(KernelError::NotBuilt);
+        }
+        // Root passes on its uid alone: a container's root that lacks one of them fails
+        // later, when the kernel refuses the load (doctor warns about it beforehand).
+        if self.euid != 0 {
+            let missing = missing_capabilities(self.cap_eff);
+            if !missing.is_empty() {
+                return Err(KernelError::NotPrivileged {
+                    uid: self.euid,
+                    missing: format!("no {}", missing.join(", no ")),
+                });
+            }
+        }
+        if !self.btf {
+            return Err(KernelError::NoBtf);
+        }
+        Ok(())
+    }
+}
+
+/// Checks what kernel mode needs of this host (see [`HostAccess::check`]).
 pub fn check_host() -> Result<(), KernelError> {
-    if PROBE_OBJECT.is_none() {
-        return Err(KernelError::NotBuilt);
-    }
-    check_privileges()?;
-    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
-        return Err(KernelError::NoBtf);
-    }
-    Ok(())
+    HostAccess::read().check()
 }
 
 #[cfg(sentry_ebpf)]
@@ -162,35 +213,31 @@ pub fn built_with_probe() -> bool {
     PROBE_OBJECT.is_some()
 }
 
-fn check_privileges() -> Result<(), KernelError> {
-    let uid = nix::unistd::geteuid().as_raw();
-    if uid == 0 {
-        return Ok(());
-    }
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let caps = status
+/// The effective capability mask in the text of `/proc/<pid>/status` (its `CapEff:` line).
+pub fn parse_cap_eff(status: &str) -> Option<u64> {
+    status
         .lines()
         .find_map(|l| l.strip_prefix("CapEff:"))
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .unwrap_or(0);
-    const CAP_SYS_ADMIN: u32 = 21;
-    const CAP_PERFMON: u32 = 38;
-    const CAP_BPF: u32 = 39;
-    let missing: Vec<&str> = [
-        (CAP_BPF, "CAP_BPF"),
-        (CAP_PERFMON, "CAP_PERFMON"),
-        (CAP_SYS_ADMIN, "CAP_SYS_ADMIN"),
-    ]
-    .into_iter()
-    .filter(|(bit, _)| caps & (1u64 << bit) == 0)
-    .map(|(_, name)| name)
-    .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    Err(KernelError::NotPrivileged {
-        uid,
-        missing: format!("no {}", missing.join(", no ")),
+}
+
+/// Names of the [`KERNEL_CAPABILITIES`] that an effective mask lacks.
+pub fn missing_capabilities(cap_eff: u64) -> Vec<&'static str> {
+    KERNEL_CAPABILITIES
+        .into_iter()
+        .filter(|(bit, _)| cap_eff & (1u64 << bit) == 0)
+        .map(|(_, name)| name)
+        .collect()
+}
+
+/// Where tracefs is mounted among the places aya looks, per a mountinfo text.
+pub fn tracefs_mount(mountinfo: &str) -> Option<PathBuf> {
+    const PLACES: [&str; 2] = [TRACEFS_PATH, "/sys/kernel/debug/tracing"];
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let point = left.split_whitespace().nth(4)?;
+        (right.split_whitespace().next() == Some("tracefs") && PLACES.contains(&point))
+            .then(|| PathBuf::from(point))
     })
 }
 
@@ -201,19 +248,7 @@ pub fn ensure_tracefs() -> Result<(), KernelError> {
             what: "cannot read /proc/self/mountinfo",
             source,
         })?;
-    let mounted = mountinfo.lines().any(|line| {
-        let Some((left, right)) = line.split_once(" - ") else {
-            return false;
-        };
-        let fstype = right.split_whitespace().next();
-        let point = left.split_whitespace().nth(4);
-        fstype == Some("tracefs")
-            && matches!(
-                point,
-                Some("/sys/kernel/tracing" | "/sys/kernel/debug/tracing")
-            )
-    });
-    if mounted {
+    if tracefs_mount(&mountinfo).is_some() {
         return Ok(());
     }
     nix::mount::mount(
@@ -844,4 +879,89 @@ fn decode(record: &[u8], start_ns: u64) -> Option<(OutputChunk, bool)> {
         written_len: header.written_len,
     };
     Some((chunk, header.flags & FLAG_READ_FAILED != 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_capeff_and_names_the_missing_capabilities() {
+        let status = "Name:\tsentry\nCapInh:\t0000000000000000\nCapPrm:\t000001fffeffffff\n\
+                      CapEff:\t000001fffeffffff\nCapBnd:\t000001fffeffffff\n";
+        let root = parse_cap_eff(status).expect("CapEff is parsed");
+        assert_eq!(root, 0x0000_01ff_feff_ffff);
+        assert!(missing_capabilities(root).is_empty());
+
+        let nobody = parse_cap_eff("CapEff:\t0000000000000000\n").expect("CapEff is parsed");
+        assert_eq!(
+            missing_capabilities(nobody),
+            ["CAP_BPF", "CAP_PERFMON", "CAP_SYS_ADMIN"]
+        );
+        // CAP_SYS_ADMIN alone (bit 21), as in an old-style privileged container.
+        assert_eq!(missing_capabilities(0x20_0000), ["CAP_BPF", "CAP_PERFMON"]);
+        // CAP_BPF + CAP_PERFMON (bits 39 and 38).
+        assert_eq!(missing_capabilities(0xc0_0000_0000), ["CAP_SYS_ADMIN"]);
+        assert_eq!(parse_cap_eff("CapPrm:\t0\n"), None);
+        assert_eq!(parse_cap_eff("CapEff:\tzz\n"), None);
+    }
+
+    #[test]
+    fn host_check_names_the_first_thing_to_fix() {
+        let ok = HostAccess {
+            built_with_probe: true,
+            euid: 0,
+            cap_eff: 0,
+            btf: true,
+        };
+        assert!(ok.check().is_ok(), "root passes on uid alone");
+        let unbuilt = HostAccess {
+            built_with_probe: false,
+            ..ok.clone()
+        };
+        assert!(matches!(unbuilt.check(), Err(KernelError::NotBuilt)));
+        let nobody = HostAccess {
+            euid: 65534,
+            btf: false,
+            ..ok.clone()
+        };
+        match nobody.check() {
+            Err(KernelError::NotPrivileged { uid, missing }) => {
+                assert_eq!(uid, 65534);
+                assert_eq!(missing, "no CAP_BPF, no CAP_PERFMON, no CAP_SYS_ADMIN");
+            }
+            other => panic!("expected NotPrivileged before NoBtf, got {other:?}"),
+        }
+        let capable = HostAccess {
+            euid: 1000,
+            cap_eff: 0xc0_0020_0000,
+            ..ok.clone()
+        };
+        assert!(
+            capable.check().is_ok(),
+            "the three capabilities stand in for root"
+        );
+        let no_btf = HostAccess { btf: false, ..ok };
+        assert!(matches!(no_btf.check(), Err(KernelError::NoBtf)));
+    }
+
+    #[test]
+    fn finds_tracefs_only_where_aya_looks() {
+        let mounted = "42 23 0:13 / /sys/kernel/tracing rw,relatime - tracefs nodev rw\n";
+        assert_eq!(
+            tracefs_mount(mounted),
+            Some(PathBuf::from("/sys/kernel/tracing"))
+        );
+        let debugfs = "43 30 0:13 / /sys/kernel/debug/tracing rw - tracefs nodev rw\n";
+        assert_eq!(
+            tracefs_mount(debugfs),
+            Some(PathBuf::from("/sys/kernel/debug/tracing"))
+        );
+        let elsewhere = "44 23 0:13 / /mnt/trace rw - tracefs nodev rw\n";
+        assert_eq!(tracefs_mount(elsewhere), None);
+        assert_eq!(
+            tracefs_mount("22 27 0:21 / /proc rw - proc proc rw\n"),
+            None
+        );
+    }
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod analyze;
+pub mod doctor;
 pub mod run;
 
 /// sentry: notices when a command has become a runaway and stops it safely.
@@ -22,6 +23,18 @@ pub enum Command {
     Run(run::RunArgs),
     /// Judge recorded logs: one verdict (runaway or healthy) per file.
     Analyze(analyze::AnalyzeArgs),
+    /// Check what this host supports and which mode `sentry run` will use, and why.
+    ///
+    /// Looks at the kernel version, the eBPF probe in this build, BTF, tracefs, the cgroup
+    /// layout and whether sentry may write there, privileges and capabilities, and prints one
+    /// line per check (ok, info, warn, fail; what to do when not ok), then the mode `sentry run
+    /// --mode auto` will use and the one thing to do to get kernel mode. Changes nothing on the
+    /// host: it mounts nothing and creates no cgroup.
+    #[command(
+        after_help = "Exit status: 0 whatever the host supports (the verdict is in the \
+                      output); 1 only if doctor itself fails (its output cannot be written)."
+    )]
+    Doctor(doctor::DoctorArgs),
 }
 
 /// Parses the command line, runs the subcommand and maps its outcome to an exit status.
@@ -30,5 +43,6 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Analyze(args) => analyze::run(&args),
+        Command::Doctor(args) => doctor::run(&args),
     }
 }
