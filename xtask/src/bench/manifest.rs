@@ -146,9 +146,17 @@ mod tests {
             count("holdout3", Label::Healthy) >= 6,
             "too few holdout3 healthy logs"
         );
+        assert!(
+            count("holdout4", Label::Runaway) >= 10,
+            "too few holdout4 runaways"
+        );
+        assert!(
+            count("holdout4", Label::Healthy) >= 10,
+            "too few holdout4 healthy logs"
+        );
         assert_eq!(
             set_names(&c.entries),
-            ["main", "validation", "holdout", "holdout3"]
+            ["main", "validation", "holdout", "holdout3", "holdout4"]
         );
     }
 
