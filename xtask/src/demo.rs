@@ -1,6 +1,7 @@
 //! `cargo xtask demo`: builds sentry (with its eBPF probe) in release mode and shows it at work
-//! on this machine: a supervised run in kernel mode that turns into a retry loop (caught and
-//! reported), then `sentry analyze` over a runaway and a healthy log from the corpus.
+//! on this machine: `sentry demo` (a retry loop stopped, a CPU-heavy job with progress left
+//! alone, a stuck import recovered by a restart; kernel mode, through sudo when not root), then
+//! `sentry analyze` over a runaway and a healthy log from the corpus.
 
 use std::process::Command;
 
@@ -20,8 +21,6 @@ pub fn demo() -> Result<()> {
             .args(["build", "--release", "-p", "sentry"]),
     )?;
     let sentry = root.join("target/release/sentry");
-    let report = root.join("target/demo-report.json");
-    let script = root.join("fixtures/programs/demo.sh");
     let mut cmd = if is_root() {
         Command::new(&sentry)
     } else {
@@ -30,17 +29,10 @@ pub fn demo() -> Result<()> {
         c.arg(&sentry);
         c
     };
-    cmd.arg("run")
-        .arg("--report")
-        .arg(&report)
-        .arg("--")
-        .arg("sh")
-        .arg(&script);
-    let status = cmd.status().context("starting sentry")?;
-    eprintln!("demo: sentry exited with {status}");
-    let text = std::fs::read_to_string(&report)
-        .with_context(|| format!("reading the report {}", report.display()))?;
-    println!("{text}");
+    let status = cmd.arg("demo").status().context("starting sentry demo")?;
+    if !status.success() {
+        anyhow::bail!("sentry demo did not go as expected ({status}); see its output above");
+    }
     eprintln!("demo: the same detectors over recorded logs (`sentry analyze`):");
     // analyze exits 1 when a file is a runaway, which is the point here.
     let status = Command::new(&sentry)

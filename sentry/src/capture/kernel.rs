@@ -25,6 +25,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::cgroup::{self, CgroupError, RunCgroup};
+use super::outputs::OutputFds;
 use super::spawn::{self, SpawnError};
 use super::{CaptureRun, CaptureTotals, Observation, RunEnd, RunSpec, TreeControl};
 use crate::model::{OutputChunk, Sample};
@@ -584,6 +585,7 @@ impl KernelRun {
             totals: CaptureTotals::default(),
             last_cpu: (0, started),
             io: IoTally::default(),
+            outputs: OutputFds::of_this_process(),
         };
         let thread = std::thread::Builder::new()
             .name("sentry-capture".into())
@@ -701,6 +703,7 @@ struct Drain {
     totals: CaptureTotals,
     last_cpu: (u64, Instant),
     io: IoTally,
+    outputs: OutputFds,
 }
 
 /// Cumulative I/O of every process the tree ever had, from `/proc/PID/io`: a process's last
@@ -821,6 +824,10 @@ impl Drain {
                 self.totals.bytes_captured += chunk.bytes.len() as u64;
                 if read_failed {
                     self.totals.read_failures += 1;
+                }
+                if !self.outputs.is_output(chunk.pid, chunk.fd) {
+                    self.totals.writes_not_output += 1;
+                    continue;
                 }
                 // A closed receiver means the consumer is gone; keep draining for the counts.
                 let _ = self.tx.send(Observation::Output(chunk));

@@ -7,6 +7,8 @@
 pub mod cgroup;
 #[cfg(target_os = "linux")]
 pub mod kernel;
+#[cfg(target_os = "linux")]
+pub mod outputs;
 pub mod spawn;
 
 use std::ffi::OsString;
@@ -62,6 +64,9 @@ pub struct CaptureTotals {
     pub bytes_counted_only: u64,
     /// Captured writes whose buffer the kernel could not read (recorded with no payload).
     pub read_failures: u64,
+    /// Captured writes that went to files or to pipes inside the tree rather than to the
+    /// command's stdout/stderr: counted as I/O, not fed to the detectors as output.
+    pub writes_not_output: u64,
     /// Full captures allowed per second per CPU.
     pub capture_budget_per_s: u64,
     /// Cumulative CPU time of the tree in microseconds.

@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod analyze;
+pub mod demo;
 pub mod doctor;
 pub mod run;
+pub mod workload;
 
 /// sentry: notices when a command has become a runaway and stops it safely.
 #[derive(Debug, Parser)]
@@ -35,6 +37,11 @@ pub enum Command {
                       output); 1 only if doctor itself fails (its output cannot be written)."
     )]
     Doctor(doctor::DoctorArgs),
+    /// A self-contained demonstration: a runaway caught, healthy work left alone, a recovery.
+    Demo(demo::DemoArgs),
+    /// The programs `sentry demo` supervises (internal).
+    #[command(hide = true)]
+    Workload(workload::WorkloadArgs),
 }
 
 /// Parses the command line, runs the subcommand and maps its outcome to an exit status.
@@ -44,5 +51,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Analyze(args) => analyze::run(&args),
         Command::Doctor(args) => doctor::run(&args),
+        Command::Demo(args) => demo::run(&args),
+        Command::Workload(args) => workload::run(&args),
     }
 }

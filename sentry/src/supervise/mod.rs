@@ -308,6 +308,7 @@ impl Tally {
         s.writes_counted_only += t.writes_counted_only;
         s.bytes_counted_only += t.bytes_counted_only;
         s.read_failures += t.read_failures;
+        s.writes_not_output += t.writes_not_output;
         s.capture_budget_per_s = t.capture_budget_per_s;
         s.cpu_usage_us += t.cpu_usage_us;
     }
@@ -558,6 +559,7 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
         writes_counted_only: totals.writes_counted_only,
         bytes_counted_only: totals.bytes_counted_only,
         read_failures: totals.read_failures,
+        writes_not_output: totals.writes_not_output,
         capture_budget_per_s: totals.capture_budget_per_s,
         capture_budget_exceeded: totals.writes_counted_only > 0,
         leftover_processes_killed: tally.leftover,
