@@ -245,7 +245,7 @@ fn ctrl_c_is_forwarded(mode: TestMode) {
     require_mode!(mode);
     let dir = run_dir(mode);
     let script = r#"trap 'echo "got INT, cleaning up"; exit 130' INT; touch ./ready; while true; do sleep 0.1; done"#;
-    let mut child = mode_command(mode, &[], &["sh", "-c", script], dir.path())
+    let child = mode_command(mode, &[], &["sh", "-c", script], dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -272,7 +272,7 @@ fn pause_freezes_the_tree_until_resumed(mode: TestMode) {
         r#"i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo "retrying upload: HTTP 429 Too Many Requests"; echo $i > {t}; sleep 0.01; done"#,
         t = ticks.display()
     );
-    let mut child = mode_command(
+    let child = mode_command(
         mode,
         &["--action", "pause"],
         &["sh", "-c", &script],
