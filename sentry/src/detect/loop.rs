@@ -1453,6 +1453,50 @@ mod tests {
         );
     }
 
+    fn pool_line(k: u32, item: &str) -> String {
+        format!("pool: worker-{}: {item}", 1 + (k * 7) % 4)
+    }
+
+    #[test]
+    fn worker_pool_writing_new_files_is_progress() {
+        // The worker id before the files must not make the files volatile: each line is a
+        // different photo, on its first attempt.
+        let texts: Vec<String> = (0..40u32)
+            .map(|k| {
+                let (city, n) = (["oslo", "rome", "kyiv"][(k / 14) as usize], k % 14 + 1);
+                pool_line(
+                    k,
+                    &format!(
+                        "photos/{city}/{n:03}.png -> previews/{city}/{n:03}_320.jpg ({} bytes, attempt 1/2)",
+                        4000 + (k * 7919) % 5000
+                    ),
+                )
+            })
+            .collect();
+        let (fired, max, last) = run(&texts);
+        assert_eq!(
+            fired, None,
+            "pool writing new files flagged (max score {max}): {last:#?}"
+        );
+    }
+
+    #[test]
+    fn worker_pool_retrying_one_file_forever_is_a_loop() {
+        // Different workers pick the same poisoned item up: the worker id changes, the
+        // file does not.
+        let texts: Vec<String> = (0..12u32)
+            .map(|k| {
+                pool_line(
+                    k,
+                    "photos/oslo/017.png failed (upload timed out after 5.0s), retrying",
+                )
+            })
+            .collect();
+        let (fired, max, last) = run(&texts);
+        let fired = fired.unwrap_or_else(|| panic!("stuck pool missed ({max}): {last:#?}"));
+        assert!(fired <= 5, "fired at line {fired}, later than 5 repeats");
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 

@@ -590,7 +590,7 @@ struct Tokenizer<'a, 'o> {
     out: &'o mut Normalized,
     /// Start of the literal text not yet copied to the template.
     lit_start: usize,
-    /// Role suggested by the latest literal word.
+    /// Role suggested by the latest literal word, for the value that follows it.
     ctx: Role,
     /// Position of the closing quote of a quoted text kept literal.
     literal_quote_close: Option<usize>,
@@ -961,6 +961,12 @@ impl Tokenizer<'_, '_> {
                 role = Role::Counter;
             }
         }
+        // A keyword names the one value after it (`pid 4242`, `worker-3`, `attempt 2`),
+        // not every value up to the next word: in `worker-3: photos/017.png -> previews/…`
+        // the paths are the work, and inheriting `worker`'s volatility hid a pool's new
+        // files (every line looked like the same line again). Values that belong together
+        // say so themselves (`n/m`, units) or have their own key (`pid=1 tid=2`).
+        self.ctx = Role::Plain;
         let slot = u16::try_from(self.out.values.len()).unwrap_or(u16::MAX);
         self.out.values.push(Value {
             slot,
@@ -1455,6 +1461,31 @@ mod tests {
         assert!(s.error);
         let s = normalize("all good here").signals;
         assert_eq!(s, Signals::default());
+    }
+
+    #[test]
+    fn a_keyword_names_only_the_value_after_it() {
+        let line = "pool: worker-2: photos/oslo/017.png -> previews/oslo/017_320.jpg (5120 bytes)";
+        let n = normalize(line);
+        let roles: Vec<(&str, Role)> = n.values.iter().map(|v| (v.text(line), v.role)).collect();
+        assert_eq!(
+            roles,
+            vec![
+                ("2", Role::Volatile),
+                ("photos/oslo/017.png", Role::Plain),
+                ("previews/oslo/017_320.jpg", Role::Plain),
+                ("5120", Role::Plain),
+            ],
+            "the worker id is volatile, the files it wrote are not"
+        );
+        // Each value with its own keyword keeps it.
+        let line = "conn 17 pid 4242 port 8080 ready";
+        let n = normalize(line);
+        assert!(
+            n.values.iter().all(|v| v.role == Role::Volatile),
+            "{:?}",
+            n.values
+        );
     }
 
     #[test]
