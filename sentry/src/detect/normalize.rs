@@ -144,7 +144,8 @@ impl Value {
 /// Keywords found in the line's literal words.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Signals {
-    /// An error word: error, exception, traceback, failed, fatal, panic, refused, denied…
+    /// An error word: error, exception, traceback, failed, fatal, panic, refused, denied,
+    /// a crash signal (SIGSEGV)…
     pub error: bool,
     /// A retry word: retry, retrying, reconnecting, backoff, attempt…
     pub retry: bool,
@@ -556,7 +557,12 @@ fn keyword_signals(w: &[u8], sig: &mut Signals) -> Role {
         | b"panicked" | b"failed" | b"failure" | b"fail" | b"fails" | b"refused" | b"denied"
         | b"timeout" | b"crash" | b"crashed" | b"abort" | b"aborted" | b"aborting"
         | b"unreachable" | b"econnrefused" | b"enoent" | b"critical" | b"stacktrace"
-        | b"unhandled" | b"unavailable" | b"exceeded" | b"segfault" | b"killed" => {
+        | b"unhandled" | b"unavailable" | b"exceeded" | b"segfault" | b"killed"
+        // The signals a crash ends a process with (a bad memory access, an illegal
+        // instruction, `abort()`): `exited on signal 11 (SIGSEGV - core dumped)` and
+        // `Segmentation fault` report a crash whatever the log level says, unlike
+        // SIGTERM or SIGHUP, which are how a process is asked to stop or reload.
+        | b"sigsegv" | b"sigbus" | b"sigill" | b"sigfpe" | b"sigabrt" | b"segmentation" => {
             sig.error = true;
             Role::Plain
         }
@@ -1461,6 +1467,25 @@ mod tests {
         assert!(s.error);
         let s = normalize("all good here").signals;
         assert_eq!(s, Signals::default());
+    }
+
+    #[test]
+    fn crash_signals_are_errors_and_stop_signals_are_not() {
+        for line in [
+            "supervisor: worker 812 terminated by signal 11 (SIGSEGV)",
+            "Segmentation fault (core dumped)",
+            "INFO child 77 exited on signal 7 (SIGBUS - core dumped)",
+            "runner: job process got SIGABRT",
+        ] {
+            assert!(normalize(line).signals.error, "{line} not read as a crash");
+        }
+        for line in [
+            "received SIGTERM, shutting down gracefully",
+            "SIGHUP received: reloading configuration",
+            "installed handlers for SIGINT and SIGTERM",
+        ] {
+            assert!(!normalize(line).signals.error, "{line} read as an error");
+        }
     }
 
     #[test]
