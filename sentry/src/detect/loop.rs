@@ -17,8 +17,9 @@
 //! timestamps in the text, else from arrival times) is a program waiting, not a runaway.
 //! Volatile values (timestamps, UUIDs, hex ids, pids, durations, names carrying a hash or a
 //! pid) are ignored for progress: they change on every line of a real loop. In a cycle that
-//! fails (error or retry lines), numbers that merely change are ignored too, and a number
-//! stepping by one per repeat is read as a restart counter, i.e. evidence of a runaway.
+//! fails (error or retry lines), numbers that merely change are ignored too, a number
+//! stepping by one per repeat is read as a restart counter, i.e. evidence of a runaway, and
+//! one rising by a few per repeat as an id handed out per attempt (a pid), not progress.
 //!
 //! Memory is bounded whatever the input length: a ring of the last [`HISTORY`] lines per
 //! tracked sequence, a bounded number of per-stream sequences, and bounded novelty sets.
@@ -339,6 +340,7 @@ impl Track {
         let mut weak: Vec<String> = Vec::new();
         let mut restart_counters: Vec<String> = Vec::new();
         let mut budgets: Vec<String> = Vec::new();
+        let mut allocated_ids: Vec<String> = Vec::new();
         let mut ids_noted: Vec<usize> = Vec::new();
         let mut identical = true;
         // Counters only speak for progress in a cycle without errors: a retry loop numbers
@@ -455,6 +457,27 @@ impl Track {
                             ));
                             continue;
                         }
+                        if erring_cycle && !series.iter().any(|v| v.counter) && allocated_id(&nums)
+                        {
+                            // A number rising by a few on every repeat of a failing cycle
+                            // (`worker 4102 started` after `worker 4100 exited on SIGSEGV`,
+                            // then 4107 after 4105…) is an identifier handed out per attempt:
+                            // a pid, a connection or generation number, the gaps taken by
+                            // whatever else ran meanwhile. Work moves by its own stride (a page, a
+                            // batch, bytes) or names its counter; a fresh id for each crashed
+                            // child is no more progress than the crash itself. Checked after
+                            // the unit step, which says more (it counts the failures).
+                            allocated_ids.push(format!(
+                                "{} in line {} of the cycle rises by a few per repeat ({} → {}) \
+                                 while the cycle fails: an id handed out per attempt (a pid, a \
+                                 generation), not progress",
+                                v0.kind,
+                                j + 1,
+                                fmt_num(nums[0]),
+                                fmt_num(nums[nums.len() - 1]),
+                            ));
+                            continue;
+                        }
                         let kind = if up || down { "counter" } else { "value" };
                         let what = format!(
                             "{kind} {} in line {} of the cycle {} ({} → {})",
@@ -550,6 +573,9 @@ impl Track {
         }
         if let Some(b) = budgets.first() {
             reasons.push(b.clone());
+        }
+        if let Some(i) = allocated_ids.first() {
+            reasons.push(i.clone());
         }
         if !waiting && (slow || !budgets.is_empty()) {
             // A slow retry of a failing step, or one spending a bounded retry budget, may
@@ -744,6 +770,23 @@ fn unit_step(nums: &[f64]) -> bool {
         return false;
     };
     step.abs() == 1.0 && nums.windows(2).all(|w| w[1] - w[0] == step)
+}
+
+/// Largest step per repeat of a number still read as an allocated id (see
+/// [`allocated_id`]). Between two respawns of a crashing child a host hands out a few pids
+/// to other processes (cron, shells, probes), and a shared store bumps a version number a
+/// few times; a stride through work (a page of rows, a batch, bytes) is larger and usually
+/// named (`offset`, `page`, `n/m`), which exempts it anyway.
+const ALLOCATED_ID_STEP: f64 = 16.0;
+
+/// True when the values are whole numbers rising by 1 to [`ALLOCATED_ID_STEP`] at every
+/// step.
+fn allocated_id(nums: &[f64]) -> bool {
+    nums.len() >= 3
+        && nums.iter().all(|x| x.fract() == 0.0)
+        && nums
+            .windows(2)
+            .all(|w| (1.0..=ALLOCATED_ID_STEP).contains(&(w[1] - w[0])))
 }
 
 fn fmt_num(x: f64) -> String {
@@ -1451,6 +1494,125 @@ mod tests {
             last.is_none_or(|f| !f.reasons.iter().any(|r| r.contains("error and"))),
             "zero tallies read as errors"
         );
+    }
+
+    fn pool_line(k: u32, item: &str) -> String {
+        format!("pool: worker-{}: {item}", 1 + (k * 7) % 4)
+    }
+
+    #[test]
+    fn worker_pool_writing_new_files_is_progress() {
+        // The worker id before the files must not make the files volatile: each line is a
+        // different photo, on its first attempt.
+        let texts: Vec<String> = (0..40u32)
+            .map(|k| {
+                let (city, n) = (["oslo", "rome", "kyiv"][(k / 14) as usize], k % 14 + 1);
+                pool_line(
+                    k,
+                    &format!(
+                        "photos/{city}/{n:03}.png -> previews/{city}/{n:03}_320.jpg ({} bytes, attempt 1/2)",
+                        4000 + (k * 7919) % 5000
+                    ),
+                )
+            })
+            .collect();
+        let (fired, max, last) = run(&texts);
+        assert_eq!(
+            fired, None,
+            "pool writing new files flagged (max score {max}): {last:#?}"
+        );
+    }
+
+    #[test]
+    fn worker_pool_retrying_one_file_forever_is_a_loop() {
+        // Different workers pick the same poisoned item up: the worker id changes, the
+        // file does not.
+        let texts: Vec<String> = (0..12u32)
+            .map(|k| {
+                pool_line(
+                    k,
+                    "photos/oslo/017.png failed (upload timed out after 5.0s), retrying",
+                )
+            })
+            .collect();
+        let (fired, max, last) = run(&texts);
+        let fired = fired.unwrap_or_else(|| panic!("stuck pool missed ({max}): {last:#?}"));
+        assert!(fired <= 5, "fired at line {fired}, later than 5 repeats");
+    }
+
+    /// A crash/respawn cycle: the dead child's pid and the new one's rise by a few per repeat
+    /// (other processes take the pids in between).
+    fn crash_respawn_log(repeats: u32) -> Vec<String> {
+        let mut texts = vec!["supervisor: pool started, 4 children".to_owned()];
+        let mut pid = 4100;
+        for k in 0..repeats {
+            texts.push(format!(
+                "supervisor: child {pid} exited on signal 11 (SIGSEGV) after 0.{}s",
+                100 + (k * 37) % 800
+            ));
+            pid += 1 + (k * 5) % 3;
+            texts.push(format!("supervisor: child {pid} started"));
+            pid += 2 + (k * 3) % 4;
+        }
+        texts
+    }
+
+    #[test]
+    fn crash_respawn_loop_with_advancing_pids_is_detected() {
+        let (fired, max, last) = run(&crash_respawn_log(10));
+        let fired = fired.unwrap_or_else(|| panic!("crash loop missed ({max}): {last:#?}"));
+        // One prefix line, period 2: three repeats end at line 1 + 6.
+        assert!(
+            fired <= 1 + 6,
+            "fired at line {fired}, later than 3 repeats"
+        );
+        let f = last.expect("finding");
+        assert!(
+            !f.reasons.iter().any(|r| r.starts_with("progress:")),
+            "pids read as progress: {:?}",
+            f.reasons
+        );
+        assert!(
+            f.reasons
+                .iter()
+                .any(|r| r.contains("an id handed out per attempt")),
+            "pid not named: {:?}",
+            f.reasons
+        );
+    }
+
+    #[test]
+    fn download_resumed_after_transient_errors_is_progress() {
+        // The offset rises unevenly too, but by what was transferred: a position, not an id.
+        let mut texts = vec!["fetch: dataset.tar (2.1 GB)".to_owned()];
+        let mut offset = 0u64;
+        for k in 0..4u64 {
+            offset += 180_000_000 + (k * 7_919_993) % 90_000_000;
+            texts.push("fetch: error: connection reset by peer".to_owned());
+            texts.push(format!("fetch: resuming dataset.tar at byte {offset}"));
+        }
+        texts.push("fetch: dataset.tar complete, sha256 ok".to_owned());
+        let (fired, max, last) = run(&texts);
+        assert_eq!(
+            fired, None,
+            "resumed download flagged (max score {max}): {last:#?}"
+        );
+        let f = last.expect("the resumes are still scored");
+        assert!(
+            f.reasons.iter().any(|r| r.starts_with("progress: counter")),
+            "offset not read as progress: {:?}",
+            f.reasons
+        );
+    }
+
+    #[test]
+    fn allocated_ids_rise_by_a_few() {
+        assert!(allocated_id(&[30.0, 34.0, 38.0, 42.0]));
+        assert!(allocated_id(&[88.0, 89.0, 93.0]));
+        assert!(!allocated_id(&[30.0, 34.0]), "two values are no series");
+        assert!(!allocated_id(&[0.0, 250.0, 500.0]), "a page stride");
+        assert!(!allocated_id(&[40.0, 38.0, 36.0]), "falling");
+        assert!(!allocated_id(&[5.0, 5.0, 6.0]), "not rising at every step");
     }
 
     proptest! {

@@ -144,7 +144,8 @@ impl Value {
 /// Keywords found in the line's literal words.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Signals {
-    /// An error word: error, exception, traceback, failed, fatal, panic, refused, denied…
+    /// An error word: error, exception, traceback, failed, fatal, panic, refused, denied,
+    /// a crash signal (SIGSEGV)…
     pub error: bool,
     /// A retry word: retry, retrying, reconnecting, backoff, attempt…
     pub retry: bool,
@@ -556,7 +557,12 @@ fn keyword_signals(w: &[u8], sig: &mut Signals) -> Role {
         | b"panicked" | b"failed" | b"failure" | b"fail" | b"fails" | b"refused" | b"denied"
         | b"timeout" | b"crash" | b"crashed" | b"abort" | b"aborted" | b"aborting"
         | b"unreachable" | b"econnrefused" | b"enoent" | b"critical" | b"stacktrace"
-        | b"unhandled" | b"unavailable" | b"exceeded" | b"segfault" | b"killed" => {
+        | b"unhandled" | b"unavailable" | b"exceeded" | b"segfault" | b"killed"
+        // The signals a crash ends a process with (a bad memory access, an illegal
+        // instruction, `abort()`): `exited on signal 11 (SIGSEGV - core dumped)` and
+        // `Segmentation fault` report a crash whatever the log level says, unlike
+        // SIGTERM or SIGHUP, which are how a process is asked to stop or reload.
+        | b"sigsegv" | b"sigbus" | b"sigill" | b"sigfpe" | b"sigabrt" | b"segmentation" => {
             sig.error = true;
             Role::Plain
         }
@@ -590,7 +596,7 @@ struct Tokenizer<'a, 'o> {
     out: &'o mut Normalized,
     /// Start of the literal text not yet copied to the template.
     lit_start: usize,
-    /// Role suggested by the latest literal word.
+    /// Role suggested by the latest literal word, for the value that follows it.
     ctx: Role,
     /// Position of the closing quote of a quoted text kept literal.
     literal_quote_close: Option<usize>,
@@ -961,6 +967,12 @@ impl Tokenizer<'_, '_> {
                 role = Role::Counter;
             }
         }
+        // A keyword names the one value after it (`pid 4242`, `worker-3`, `attempt 2`),
+        // not every value up to the next word: in `worker-3: photos/017.png -> previews/…`
+        // the paths are the work, and inheriting `worker`'s volatility hid a pool's new
+        // files (every line looked like the same line again). Values that belong together
+        // say so themselves (`n/m`, units) or have their own key (`pid=1 tid=2`).
+        self.ctx = Role::Plain;
         let slot = u16::try_from(self.out.values.len()).unwrap_or(u16::MAX);
         self.out.values.push(Value {
             slot,
@@ -1455,6 +1467,50 @@ mod tests {
         assert!(s.error);
         let s = normalize("all good here").signals;
         assert_eq!(s, Signals::default());
+    }
+
+    #[test]
+    fn crash_signals_are_errors_and_stop_signals_are_not() {
+        for line in [
+            "supervisor: worker 812 terminated by signal 11 (SIGSEGV)",
+            "Segmentation fault (core dumped)",
+            "INFO child 77 exited on signal 7 (SIGBUS - core dumped)",
+            "runner: job process got SIGABRT",
+        ] {
+            assert!(normalize(line).signals.error, "{line} not read as a crash");
+        }
+        for line in [
+            "received SIGTERM, shutting down gracefully",
+            "SIGHUP received: reloading configuration",
+            "installed handlers for SIGINT and SIGTERM",
+        ] {
+            assert!(!normalize(line).signals.error, "{line} read as an error");
+        }
+    }
+
+    #[test]
+    fn a_keyword_names_only_the_value_after_it() {
+        let line = "pool: worker-2: photos/oslo/017.png -> previews/oslo/017_320.jpg (5120 bytes)";
+        let n = normalize(line);
+        let roles: Vec<(&str, Role)> = n.values.iter().map(|v| (v.text(line), v.role)).collect();
+        assert_eq!(
+            roles,
+            vec![
+                ("2", Role::Volatile),
+                ("photos/oslo/017.png", Role::Plain),
+                ("previews/oslo/017_320.jpg", Role::Plain),
+                ("5120", Role::Plain),
+            ],
+            "the worker id is volatile, the files it wrote are not"
+        );
+        // Each value with its own keyword keeps it.
+        let line = "conn 17 pid 4242 port 8080 ready";
+        let n = normalize(line);
+        assert!(
+            n.values.iter().all(|v| v.role == Role::Volatile),
+            "{:?}",
+            n.values
+        );
     }
 
     #[test]
