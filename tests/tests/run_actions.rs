@@ -356,3 +356,51 @@ in_both_modes!(
     ctrl_c_is_forwarded,
     pause_freezes_the_tree_until_resumed,
 );
+
+#[test]
+fn quiet_prints_only_actions() {
+    require_mode!(TestMode::Kernel);
+    let run = run_mode(
+        TestMode::Kernel,
+        &["--quiet"],
+        &["sh", "-c", "echo hello; exit 3"],
+    );
+    assert_eq!(run.status.code(), Some(3), "stderr: {}", run.stderr);
+    assert_eq!(run.stdout, "hello\n");
+    assert_eq!(run.stderr, "", "nothing from sentry when all is well");
+}
+
+#[test]
+fn a_terminal_gets_a_live_status_line_that_is_cleared_at_the_end() {
+    require_mode!(TestMode::Kernel);
+    // `script` gives sentry a pseudo-terminal as stdin/stdout/stderr (of no size until set).
+    let sentry = sentry_tests::sentry_bin();
+    let inner = format!(
+        "stty rows 24 cols 100; {} run --mode kernel -- sh -c 'sleep 2.5; echo finished'",
+        sentry.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qfec", &inner, "/dev/null"])
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .output()
+        .expect("script(1) runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "output: {text}");
+    assert!(text.contains("finished"), "output: {text}");
+    assert!(
+        text.contains(" sentry · kernel · "),
+        "a status line was drawn: {text:?}"
+    );
+    assert!(
+        text.contains("\u{1b}[r"),
+        "the scrolling region is restored at the end: {text:?}"
+    );
+    // Without a terminal there is no status line at all.
+    let run = run_mode(
+        TestMode::Kernel,
+        &[],
+        &["sh", "-c", "sleep 1.5; echo finished"],
+    );
+    assert!(!run.stderr.contains(" sentry · "), "stderr: {}", run.stderr);
+}

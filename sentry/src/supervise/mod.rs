@@ -766,3 +766,110 @@ pub fn summary_lines(report: &RunReport) -> Vec<String> {
     }
     lines
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{FindingKind, LoopEvidence};
+
+    fn report(incidents: Vec<Incident>, stopped: bool, restarts: u32) -> RunReport {
+        RunReport {
+            mode: "kernel".into(),
+            command: vec!["sh".into()],
+            exit_code: if stopped { 124 } else { 0 },
+            child_exit_code: if stopped { 143 } else { 0 },
+            signal: stopped.then_some(15),
+            stopped_by_sentry: stopped,
+            runaway: !incidents.is_empty(),
+            incidents,
+            restarts,
+            duration_s: 3.84,
+            cpu_peak_pct: 198.2,
+            cpu_avg_pct: 150.0,
+            mem_peak_bytes: Some(12 << 20),
+            pids_peak: 3,
+            events_captured: 57,
+            events_lost: 0,
+            bytes_captured: 4266,
+            writes_total: 57,
+            write_bytes_total: 4266,
+            writes_counted_only: 0,
+            bytes_counted_only: 0,
+            read_failures: 0,
+            writes_not_output: 0,
+            capture_budget_per_s: 200_000,
+            capture_budget_exceeded: false,
+            leftover_processes_killed: 0,
+            probe: "capture".into(),
+        }
+    }
+
+    fn loop_incident(action: Action, at: f64, repeats: usize, outcome: &str) -> Incident {
+        Incident {
+            kind: FindingKind::OutputLoop,
+            detected_after_s: at,
+            action,
+            score: 0.99,
+            confidence: 0.99,
+            summary: format!("output loop: period 3, {repeats} repeats"),
+            outcome: outcome.into(),
+            attempt: 1,
+            reasons: vec![],
+            evidence: Evidence::Loop(LoopEvidence {
+                period: 3,
+                repeats,
+                pattern: vec![],
+                example: vec![],
+                first_line: 1,
+                last_line: 171,
+            }),
+        }
+    }
+
+    #[test]
+    fn summary_of_a_stopped_runaway() {
+        let r = report(
+            vec![
+                loop_incident(
+                    Action::Alert,
+                    1.1,
+                    9,
+                    "alerted; the command was left running",
+                ),
+                loop_incident(Action::Kill, 2.4, 57, "stopped"),
+            ],
+            true,
+            0,
+        );
+        insta::assert_snapshot!(summary_lines(&r).join("\n"), @r"
+        Runaway detected in 2.4 s: output loop (period 3, 57 repeats); stopped
+        CPU peaked at 198% (average 150%), memory peaked at 12.0 MiB; captured 57 writes (4266 bytes), 0 counted only, 0 lost
+        Process stopped by sentry after 3.8 s (the command killed by signal 15; sentry exits with 124)
+        ");
+    }
+
+    #[test]
+    fn summary_of_a_healthy_run_and_of_a_recovery() {
+        let healthy = report(vec![], false, 0);
+        insta::assert_snapshot!(summary_lines(&healthy).join("\n"), @r"
+        No runaway detected in 3.8 s
+        CPU peaked at 198% (average 150%), memory peaked at 12.0 MiB; captured 57 writes (4266 bytes), 0 counted only, 0 lost
+        Process exited with 0 after 3.8 s
+        ");
+        let recovered = report(
+            vec![loop_incident(
+                Action::Restart,
+                1.3,
+                61,
+                "restarted (restart 1 of 3)",
+            )],
+            false,
+            1,
+        );
+        insta::assert_snapshot!(summary_lines(&recovered).join("\n"), @r"
+        Runaway detected in 1.3 s: output loop (period 3, 61 repeats); restarted (restart 1 of 3)
+        CPU peaked at 198% (average 150%), memory peaked at 12.0 MiB; captured 57 writes (4266 bytes), 0 counted only, 0 lost
+        Process recovered after 1 restart(s): the command exited with 0 after 3.8 s in all
+        ");
+    }
+}
