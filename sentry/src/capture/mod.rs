@@ -7,6 +7,8 @@
 pub mod cgroup;
 #[cfg(target_os = "linux")]
 pub mod kernel;
+#[cfg(target_os = "linux")]
+pub mod procfs;
 pub mod spawn;
 
 use std::ffi::OsString;
