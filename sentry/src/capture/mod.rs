@@ -9,6 +9,8 @@ pub mod cgroup;
 pub mod kernel;
 #[cfg(target_os = "linux")]
 pub mod procfs;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+pub mod pty;
 pub mod spawn;
 
 use std::ffi::OsString;
