@@ -39,6 +39,13 @@ fn helper() {
             finish(&run, &mut seen, Duration::from_secs(30));
             println!("{}", String::from_utf8_lossy(&seen.output()));
         }
+        "default-options" => {
+            // Echo to stdout and stdin forwarding as `sentry run` uses them.
+            let run = FallbackRun::start(&spec(&["sh", "-c", "echo default-ok"]))
+                .unwrap_or_else(|err| panic!("starts: {err}"));
+            let end = finish(&run, &mut Seen::default(), Duration::from_secs(30));
+            println!("ended with {:?}", end.status.code());
+        }
         other => panic!("unknown helper role {other}"),
     }
     std::process::exit(0);
@@ -503,4 +510,30 @@ fn dropping_the_run_early_kills_the_tree() {
     // After the end nothing is signalled any more.
     control.signal_tree(nix::sys::signal::Signal::SIGKILL);
     control.kill_tree().expect("a no-op");
+}
+
+#[test]
+fn default_options_copy_output_to_stdout_with_stdin_null_or_closed() {
+    let exe = std::env::current_exe().expect("test binary path");
+    let exe = exe.to_str().expect("utf-8 path");
+    for redirect in ["</dev/null", "<&-"] {
+        let out = std::process::Command::new("sh")
+            .args([
+                "-c",
+                &format!("exec '{exe}' --exact helper --nocapture {redirect}"),
+            ])
+            .env(HELPER_VAR, "default-options")
+            .output()
+            .expect("the helper runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "stdin {redirect}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("default-ok\r\n") && text.contains("ended with Some(0)"),
+            "stdin {redirect}: the output was copied to stdout: {text:?}"
+        );
+    }
 }

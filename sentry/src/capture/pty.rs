@@ -238,7 +238,7 @@ pub enum Echo {
 #[derive(Debug, Default)]
 pub enum Input {
     /// sentry's stdin, when it is a terminal and sentry is in its foreground; that terminal
-    /// is switched to raw input while the command runs and restored afterwards. Anything else
+    /// is switched to raw mode while the command runs and restored afterwards. Anything else
     /// (a pipe, a file, /dev/null, a closed stdin, a background job) is not forwarded.
     #[default]
     Stdin,
@@ -273,7 +273,7 @@ impl Default for PtyOptions {
 /// mode to restore.
 static STDIN_CLAIMED: AtomicBool = AtomicBool::new(false);
 
-/// A terminal switched to raw input; dropping it restores the mode it had (on every path out,
+/// A terminal switched to raw mode; dropping it restores the mode it had (on every path out,
 /// panics included).
 #[derive(Debug)]
 pub struct RawInput<'fd> {
@@ -282,14 +282,15 @@ pub struct RawInput<'fd> {
 }
 
 impl<'fd> RawInput<'fd> {
-    /// Switches the terminal `fd` to raw input: keystrokes (Ctrl-C included) pass through
-    /// byte by byte, unechoed, for the command's own terminal to interpret. Output processing
-    /// stays on, so that sentry's own messages on the same terminal still start at column 0.
+    /// Switches the terminal `fd` to raw mode: keystrokes (Ctrl-C included) pass through
+    /// byte by byte, unechoed, for the command's own terminal to interpret, and output is not
+    /// processed either: the command's terminal already did that, and a full-screen program
+    /// that moves the cursor with a bare `\n` must not get a `\r` added on the way. (So a
+    /// line that sentry itself prints meanwhile must end in `\r\n`; see [`terminal_is_raw`].)
     pub fn enter(fd: BorrowedFd<'fd>) -> Result<RawInput<'fd>, Errno> {
         let saved = termios::tcgetattr(fd)?;
         let mut raw = saved.clone();
         termios::cfmakeraw(&mut raw);
-        raw.output_flags = saved.output_flags;
         termios::tcsetattr(fd, SetArg::TCSANOW, &raw)?;
         Ok(RawInput { fd, saved })
     }
@@ -301,7 +302,13 @@ impl Drop for RawInput<'_> {
     }
 }
 
-/// sentry's stdin, claimed for forwarding, with its terminal in raw input mode.
+/// Whether a run is forwarding sentry's stdin right now, with sentry's terminal in raw mode:
+/// a message sentry prints to that terminal meanwhile should end its lines with `\r\n`.
+pub fn terminal_is_raw() -> bool {
+    STDIN_CLAIMED.load(Ordering::SeqCst)
+}
+
+/// sentry's stdin, claimed for forwarding, with its terminal in raw mode.
 #[derive(Debug)]
 struct StdinClaim {
     raw: Option<RawInput<'static>>,
@@ -309,12 +316,13 @@ struct StdinClaim {
 
 impl StdinClaim {
     /// Claims stdin when it is a terminal in whose foreground sentry runs and no other run
-    /// has claimed it.
-    fn take() -> Option<StdinClaim> {
+    /// has claimed it. `master` is the run's own PTY: when sentry was started with stdin
+    /// closed, the PTY may have been given descriptor 0.
+    fn take(master: BorrowedFd<'_>) -> Option<StdinClaim> {
         // SAFETY: fd 0 stays open for the life of the process as far as sentry is concerned
         // (it never closes its stdin); if it is closed, every call below fails with EBADF.
         let fd = unsafe { BorrowedFd::borrow_raw(libc::STDIN_FILENO) };
-        if !nix::unistd::isatty(fd.as_raw_fd()).unwrap_or(false) {
+        if !nix::unistd::isatty(fd.as_raw_fd()).unwrap_or(false) || same_file(fd, master) {
             return None;
         }
         // A background job that touched its terminal would be stopped (SIGTTIN/SIGTTOU).
@@ -344,6 +352,14 @@ impl Drop for StdinClaim {
         // Restore the terminal before the next run may claim it.
         drop(self.raw.take());
         STDIN_CLAIMED.store(false, Ordering::SeqCst);
+    }
+}
+
+fn same_file(a: BorrowedFd<'_>, b: BorrowedFd<'_>) -> bool {
+    use nix::sys::stat::fstat;
+    match (fstat(a.as_raw_fd()), fstat(b.as_raw_fd())) {
+        (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+        _ => false,
     }
 }
 
@@ -429,7 +445,7 @@ impl Session {
         let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
         fcntl(master.as_raw_fd(), FcntlArg::F_SETFL(flags))?;
         let source = match options.input {
-            Input::Stdin => StdinClaim::take().map(Source::Stdin),
+            Input::Stdin => StdinClaim::take(master.as_fd()).map(Source::Stdin),
             Input::None => None,
             Input::Fd(fd) => Some(Source::Fd(fd)),
         };
@@ -449,7 +465,7 @@ impl Session {
         })
     }
 
-    /// Whether sentry's stdin is being forwarded (and its terminal is in raw input mode).
+    /// Whether sentry's stdin is being forwarded (and its terminal is in raw mode).
     pub fn forwards_stdin(&self) -> bool {
         matches!(self.source, Some(Source::Stdin(_)))
     }
