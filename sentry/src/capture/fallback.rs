@@ -26,7 +26,7 @@ use nix::sys::signal::Signal;
 
 use super::pty::{self, Pty, PtyChild, PtyError, PtyOptions, Session};
 use super::spawn::{self, SpawnError};
-use super::tree::{Figures, ProcessTable, RunTree, RUN_MARKER_VAR};
+use super::tree::{ProcessTable, RunTree, RUN_MARKER_VAR};
 use super::{CaptureRun, CaptureTotals, Observation, RunEnd, RunSpec, TreeControl};
 use crate::model::{OutputChunk, Sample};
 
@@ -110,9 +110,9 @@ impl ProcessTable for ProcfsTable {
         Vec::new()
     }
 
-    fn figures(&self, pids: &[i32]) -> Figures {
+    fn figures(&self, pids: &[i32]) -> super::tree::Figures {
         let stats = super::procfs::sum_over(pids);
-        Figures {
+        super::tree::Figures {
             processes: stats.processes,
             cpu_us: stats.cpu_total_us(),
             mem_bytes: Some(stats.rss_bytes),

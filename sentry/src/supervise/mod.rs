@@ -10,22 +10,28 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::sync::mpsc::RecvTimeoutError;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sys::signal::Signal;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
-use signal_hook::iterator::exfiltrator::WithOrigin;
-use signal_hook::iterator::SignalsInfo;
-use signal_hook::low_level::siginfo::Cause;
-
-use crate::capture::{CaptureRun, CaptureTotals, Observation, RunSpec};
 use crate::decide::Policy;
-use crate::report::{EventsWriter, RunReport};
+use crate::report::RunReport;
 
 pub mod watch;
 
-use watch::Watch;
+// What only the Linux `run` uses (the macOS target must type-check without warnings; signal
+// origins need signal-hook's `extended-siginfo`, which is enabled on Linux only).
+#[cfg(target_os = "linux")]
+use {
+    crate::capture::{CaptureRun, CaptureTotals, Observation, RunSpec},
+    crate::report::EventsWriter,
+    nix::sys::signal::Signal,
+    signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM},
+    signal_hook::iterator::exfiltrator::WithOrigin,
+    signal_hook::iterator::SignalsInfo,
+    signal_hook::low_level::siginfo::Cause,
+    std::sync::mpsc::RecvTimeoutError,
+    std::time::Instant,
+    watch::Watch,
+};
 
 /// Time the tree gets to end after a forwarded signal before it is killed.
 pub const KILL_GRACE: Duration = Duration::from_secs(10);
