@@ -337,7 +337,7 @@ macro_rules! in_both_modes {
             $(#[test] fn $name() { super::$name(sentry_tests::TestMode::Kernel) })*
         }
         mod fallback {
-            $(#[test] #[ignore = "fallback lands with the PTY backend"] fn $name() { super::$name(sentry_tests::TestMode::Fallback) })*
+            $(#[test] fn $name() { super::$name(sentry_tests::TestMode::Fallback) })*
         }
     };
 }

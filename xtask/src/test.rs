@@ -4,12 +4,13 @@
 
 use std::process::Command;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::setup::{setup, workspace_root};
-use crate::{is_root, run};
+use crate::{cmd_output, is_root, run};
 
-/// Runs set-up, `cargo fmt --check`, clippy with warnings denied, and the workspace tests.
+/// Runs set-up, `cargo fmt --check`, clippy with warnings denied (also for macOS), and the
+/// workspace tests.
 pub fn test() -> Result<()> {
     setup()?;
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
@@ -38,9 +39,45 @@ pub fn test() -> Result<()> {
             "warnings",
         ]),
     )?;
+    // There is no Mac in CI: the macOS backend must at least type-check, lint-clean.
+    ensure_target(&root, MACOS_TARGET)?;
+    step(
+        "macOS type-check and lints",
+        cargo(&root).args([
+            "clippy",
+            "-p",
+            "sentry",
+            "--all-targets",
+            "--target",
+            MACOS_TARGET,
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
     step("tests", cargo(&root).args(["test", "--workspace"]))?;
     eprintln!("test: all steps passed");
     Ok(())
+}
+
+/// The macOS target the PTY backend is checked for.
+const MACOS_TARGET: &str = "aarch64-apple-darwin";
+
+/// Adds a rustup target to the workspace's toolchain unless it is installed.
+fn ensure_target(root: &std::path::Path, target: &str) -> Result<()> {
+    let installed = cmd_output(Command::new("rustup").current_dir(root).args([
+        "target",
+        "list",
+        "--installed",
+    ]))
+    .context("rustup is needed to add the macOS target that sentry is type-checked for")?;
+    if installed.lines().any(|line| line.trim() == target) {
+        return Ok(());
+    }
+    eprintln!("test: adding the {target} target (for the macOS type-check)");
+    run(Command::new("rustup")
+        .current_dir(root)
+        .args(["target", "add", target]))
 }
 
 fn cargo(root: &std::path::Path) -> Command {

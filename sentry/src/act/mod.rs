@@ -32,7 +32,7 @@ pub fn stop(control: &Arc<dyn TreeControl>, grace: Duration) {
             thread::sleep(Duration::from_millis(20));
         }
         if let Err(err) = control.kill_tree() {
-            eprintln!(
+            crate::supervise::say!(
                 "sentry: cannot kill {} after SIGTERM: {err}",
                 control.describe()
             );

@@ -5,11 +5,24 @@
 //! detection or decisions; what the supervisor needs of a running tree is [`TreeControl`].
 
 pub mod cgroup;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+pub mod fallback;
 #[cfg(target_os = "linux")]
 pub mod kernel;
+#[cfg(target_os = "macos")]
+pub mod macos;
 #[cfg(target_os = "linux")]
 pub mod outputs;
+#[cfg(target_os = "linux")]
+pub mod procfs;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+pub mod pty;
 pub mod spawn;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+pub mod tree;
+
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+pub use fallback::{FallbackError, FallbackRun};
 
 use std::ffi::OsString;
 use std::io;
