@@ -493,7 +493,8 @@ impl Drain {
             cpu_pct,
             cpu_usage_us: usage,
             cpu_pressure_some_avg10: None,
-            mem_bytes: figures.mem_bytes,
+            // An empty tree has no resident memory to speak of: unknown, not a made-up zero.
+            mem_bytes: figures.mem_bytes.filter(|_| !pids.is_empty()),
             pids: figures.processes,
             io_read_bytes: io_or_departed(figures.io_read_bytes, &pids, departed_read),
             io_write_bytes: io_or_departed(figures.io_write_bytes, &pids, departed_write),

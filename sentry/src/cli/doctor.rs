@@ -121,8 +121,10 @@ fn diagnose() -> Diagnosis {
             ),
             hint: None,
         }],
-        mode: "none",
-        reason: Some(crate::supervise::SuperviseError::Unsupported.to_string()),
+        mode: "fallback",
+        reason: Some(
+            "kernel mode exists only on Linux; sentry run uses the PTY fallback here".to_string(),
+        ),
         fix: None,
     }
 }
