@@ -331,6 +331,39 @@ fn pause_freezes_the_tree_until_resumed(mode: TestMode) {
     assert_eq!(inc[0]["action"], "pause", "report: {}", run.report);
 }
 
+fn the_command_dies_with_sentry(mode: TestMode) {
+    require_mode!(mode);
+    let dir = run_dir(mode);
+    let pidfile = dir.path().join("child.pid");
+    let script = format!("echo $$ > {}; exec sleep 300", pidfile.display());
+    let mut child = mode_command(mode, &[], &["sh", "-c", &script], dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sentry starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pid = loop {
+        if let Some(pid) = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|t| t.trim().parse::<i32>().ok())
+        {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the command never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().expect("SIGKILL to sentry");
+    let _ = child.wait();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while process_exists(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !process_exists(pid),
+        "the command {pid} runs on without sentry"
+    );
+}
+
 macro_rules! in_both_modes {
     ($($name:ident),* $(,)?) => {
         mod kernel {
@@ -355,6 +388,7 @@ in_both_modes!(
     exit_statuses_propagate,
     ctrl_c_is_forwarded,
     pause_freezes_the_tree_until_resumed,
+    the_command_dies_with_sentry,
 );
 
 #[test]
