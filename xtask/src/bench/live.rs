@@ -161,6 +161,10 @@ struct Cell {
     stop_s: Vec<f64>,
     /// Seconds from the harness starting sentry to the child's main(): sentry's start-up.
     spawn_s: Vec<f64>,
+    /// Output loops: seconds from the loop's start to sentry's last (strongest) incident.
+    act_s: Vec<f64>,
+    /// Repetitions that missed their target, with sentry's own account of them.
+    late: Vec<String>,
     /// Repetitions where no incident was recorded.
     undetected: usize,
     /// Repetitions where sentry did not stop the command (why, one note per repetition).
@@ -226,21 +230,46 @@ fn parse_status_kib(status: &str, key: &str) -> Result<u64> {
         .with_context(|| format!("no {key} in /proc/PID/status"))
 }
 
-/// The incidents of a `sentry run --report` file: (detected_after_s, action, kind) each.
-fn parse_incidents(report: &str) -> Result<Vec<(f64, String, String)>> {
+/// One incident of a `sentry run --report` file.
+#[derive(Debug, Clone, PartialEq)]
+struct Incident {
+    detected_after_s: f64,
+    action: String,
+    kind: String,
+    summary: String,
+}
+
+/// The incidents of a `sentry run --report` file, in the order sentry recorded them.
+fn parse_incidents(report: &str) -> Result<Vec<Incident>> {
     let v: Value = serde_json::from_str(report).context("sentry's report is not JSON")?;
     let list = v["incidents"]
         .as_array()
         .context("sentry's report has no incidents array")?;
     list.iter()
         .map(|i| {
-            let at = i["detected_after_s"]
-                .as_f64()
-                .with_context(|| format!("an incident has no detected_after_s: {i}"))?;
             let s = |k: &str| i[k].as_str().unwrap_or("?").to_owned();
-            Ok((at, s("action"), s("kind")))
+            Ok(Incident {
+                detected_after_s: i["detected_after_s"]
+                    .as_f64()
+                    .with_context(|| format!("an incident has no detected_after_s: {i}"))?,
+                action: s("action"),
+                kind: s("kind"),
+                summary: s("summary"),
+            })
         })
         .collect()
+}
+
+/// "alert (output_loop) then kill": the first incident's action and kind, and the last one's
+/// action when sentry escalated.
+fn outcome(incidents: &[Incident]) -> String {
+    match (incidents.first(), incidents.last()) {
+        (Some(f), Some(l)) if incidents.len() > 1 => {
+            format!("{} ({}) then {}", f.action, f.kind, l.action)
+        }
+        (Some(f), _) => format!("{} ({})", f.action, f.kind),
+        _ => "no incident".into(),
+    }
 }
 
 /// Seconds from the loop's start to an incident sentry timed `detected_after_s` after its own
@@ -411,20 +440,36 @@ impl Env {
             )
         })?;
         let incidents = parse_incidents(&report_text)?;
+        let rep = cell.actions.len() + 1;
         if let Scenario::Loop { .. } = sc {
-            match incidents.first() {
-                Some((at, _, _)) => cell.detect_s.push(time_to_detect(*at, t)),
-                None => cell.undetected += 1,
+            match (incidents.first(), incidents.last()) {
+                (Some(first), Some(last)) => {
+                    let d = time_to_detect(first.detected_after_s, t);
+                    cell.detect_s.push(d);
+                    cell.act_s.push(time_to_detect(last.detected_after_s, t));
+                    if d > MAX_DETECT_S {
+                        cell.late.push(format!(
+                            "repetition {rep}: first incident {d:.2} s after the loop started: {}",
+                            first.summary
+                        ));
+                    }
+                }
+                _ => cell.undetected += 1,
             }
         }
-        cell.actions
-            .push(match (incidents.first(), incidents.last()) {
-                (Some(f), Some(l)) if incidents.len() > 1 => {
-                    format!("{} ({}) then {}", f.1, f.2, l.1)
-                }
-                (Some(f), _) => format!("{} ({})", f.1, f.2),
-                _ => "no incident".into(),
-            });
+        cell.actions.push(outcome(&incidents));
+        if let Scenario::Spin { window } = sc {
+            let stop = ended_ns.saturating_sub(t.loop_ns) as f64 / 1e9;
+            if stop > f64::from(window) + SPIN_SLACK_S {
+                let what = incidents
+                    .last()
+                    .map(|i| format!("{} at {:.2} s: {}", i.action, i.detected_after_s, i.summary))
+                    .unwrap_or_else(|| "no incident".into());
+                cell.late.push(format!(
+                    "repetition {rep}: sentry exited {stop:.2} s after the spin started; {what}"
+                ));
+            }
+        }
         if status.code() == Some(124) && !harness_stopped {
             cell.stop_s
                 .push(ended_ns.saturating_sub(t.loop_ns) as f64 / 1e9);
@@ -514,10 +559,7 @@ impl Env {
             .ok()
             .and_then(|t| parse_incidents(&t).ok())
             .unwrap_or_default();
-        cell.actions.push(match incidents.first() {
-            Some(i) => format!("{} ({})", i.1, i.2),
-            None => "no incident".into(),
-        });
+        cell.actions.push(outcome(&incidents));
         Ok(())
     }
 }
@@ -755,8 +797,11 @@ fn print_tables(cells: &[(Scenario, Cell)], bare_spawn: &[f64], interval: f64) {
             .map(|e| format!("NOT MEASURED ({})", e.lines().next().unwrap_or("")))
     };
     println!(
-        "\n  {:<38} {:>26} {:>26}  first incident → last",
-        "output loop", "loop start → incident", "loop start → sentry exit"
+        "\n  {:<38} {:>22} {:>22} {:>22}  first incident → last",
+        "output loop (times from its start)",
+        "→ first incident",
+        "→ last incident",
+        "→ sentry exit"
     );
     for (sc, c) in cells {
         if let Scenario::Loop { .. } = sc {
@@ -773,9 +818,10 @@ fn print_tables(cells: &[(Scenario, Cell)], bare_spawn: &[f64], interval: f64) {
                 stop = format!("{stop} +{} not stopped", c.not_stopped.len());
             }
             println!(
-                "  {:<38} {:>26} {:>26}  {}",
+                "  {:<38} {:>22} {:>22} {:>22}  {}",
                 sc.name(),
                 det,
+                fmt_spread(spread(&c.act_s), " s", 2),
                 stop,
                 summarize(&c.actions)
             );
@@ -848,7 +894,7 @@ fn print_tables(cells: &[(Scenario, Cell)], bare_spawn: &[f64], interval: f64) {
         );
     }
     for (sc, c) in cells {
-        for n in &c.not_stopped {
+        for n in c.late.iter().chain(&c.not_stopped) {
             println!("  note: {}: {n}", sc.name());
         }
     }
@@ -951,8 +997,14 @@ mod tests {
                     {"kind":"output_loop","detected_after_s":2.5,"action":"kill"}]}"#;
         let i = parse_incidents(r).expect("parses");
         assert_eq!(i.len(), 2);
-        assert_eq!(i[0], (1.25, "alert".into(), "output_loop".into()));
-        assert_eq!(i[1].1, "kill");
+        assert_eq!(i[0].detected_after_s, 1.25);
+        assert_eq!(
+            (i[0].action.as_str(), i[0].kind.as_str()),
+            ("alert", "output_loop")
+        );
+        assert_eq!(outcome(&i), "alert (output_loop) then kill");
+        assert_eq!(outcome(&i[1..]), "kill (output_loop)");
+        assert_eq!(outcome(&[]), "no incident");
         assert!(parse_incidents(r#"{"incidents":[]}"#)
             .expect("empty")
             .is_empty());
