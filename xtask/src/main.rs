@@ -26,7 +26,8 @@ enum Task {
     Test,
     /// Build sentry and show it at work on this machine.
     Demo,
-    /// Benchmarks: `detect` (corpus quality + throughput), `capture` (cost of capture).
+    /// Benchmarks: `detect` (corpus quality + throughput), `capture` (cost of capture),
+    /// `detect-live` (time to catch live runaways, sentry's own overhead).
     Bench(bench::BenchArgs),
 }
 

@@ -1,10 +1,12 @@
 //! `cargo xtask bench …`: the benchmarks whose figures go into BENCHMARKS.md. `detect` measures
 //! the detector's quality on the labelled corpus and its throughput; `capture` measures what the
-//! kernel capture path costs a write-heavy child and a realistic workload. Both drive the
-//! `sentry` binary as a process: xtask never links the `sentry` crate.
+//! kernel capture path costs a write-heavy child and a realistic workload; `detect-live` times
+//! how fast `sentry run` catches live runaways and what it costs while watching a quiet command.
+//! All drive the `sentry` binary as a process: xtask never links the `sentry` crate.
 
 mod capture;
 mod detect;
+mod live;
 mod manifest;
 mod stats;
 
@@ -27,6 +29,9 @@ enum Which {
     Detect(detect::DetectArgs),
     /// Cost of capture on a write-heavy child and on a realistic workload (needs root).
     Capture(capture::CaptureArgs),
+    /// Time to detect live output loops and silent spins under `sentry run`, and sentry's own
+    /// CPU and memory over a quiet command (needs root).
+    DetectLive(live::LiveArgs),
 }
 
 /// Runs the chosen benchmark; an error means a target was missed or the bench could not run.
@@ -35,6 +40,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.which {
         Which::Detect(a) => detect::run(&root, a),
         Which::Capture(a) => capture::run(&root, a),
+        Which::DetectLive(a) => live::run(&root, a),
     }
 }
 
