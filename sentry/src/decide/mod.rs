@@ -41,7 +41,7 @@ pub use combine::{assess, Assessment};
 pub use policy::{Level, Policy, PolicyError};
 
 use crate::detect::window::{duration_from_secs, secs};
-use crate::model::{Decision, Finding, FindingKind};
+use crate::model::{Decision, Evidence, Finding, FindingKind};
 
 /// Consecutive evaluations at or above one band.
 #[derive(Debug, Clone, Copy)]
@@ -114,9 +114,21 @@ impl DecisionEngine {
                 self.streaks[i] = None;
             }
         }
+        // A CPU-burn finding is itself the verdict of a window: burn sustained over
+        // `cpu.window_s`. When that window is at least the persistence span, the time has
+        // already been served, and waiting once more would only delay a stop past the window
+        // the user asked for (`--window`). Other findings (a loop that may be a blip, a single
+        // memory sample) still have to persist.
+        let windowed = a.leading == Some(FindingKind::CpuBurn)
+            && a.findings.iter().any(|f| {
+                f.kind == FindingKind::CpuBurn
+                    && matches!(&f.evidence, Evidence::Resource(r) if r.window_s >= secs(persist_s))
+            });
         let persisted = |i: usize, streaks: &[Option<Streak>; 3]| {
             streaks[i].is_some_and(|s| {
-                s.count >= hy.persist_evaluations.max(1) && at.saturating_sub(s.since) >= persist_s
+                windowed
+                    || (s.count >= hy.persist_evaluations.max(1)
+                        && at.saturating_sub(s.since) >= persist_s)
             })
         };
         let target = (0..BANDS.len())
@@ -278,6 +290,23 @@ mod tests {
             "strongest first: {r:?}"
         );
         assert_eq!(ds[2].findings.len(), 2);
+    }
+
+    #[test]
+    fn a_cpu_burn_window_counts_as_persistence_but_a_loop_must_persist() {
+        let mut policy = Policy::default();
+        policy.actions.cpu_burn.medium = Some(Action::Kill);
+        // The CPU finding's evidence covers a 30 s window: it acts at once.
+        let mut e = DecisionEngine::new(policy.clone());
+        let ds = feed(&mut e, 0, 1, &[finding(FindingKind::CpuBurn, 0.6)]);
+        assert_eq!(actions(&ds), [Action::Kill]);
+        // A loop of the same confidence band still has to persist.
+        let mut e = DecisionEngine::new(policy);
+        let ds = feed(&mut e, 0, 3, &[finding(FindingKind::OutputLoop, 0.6)]);
+        assert_eq!(
+            actions(&ds),
+            [Action::Continue, Action::Continue, Action::Alert]
+        );
     }
 
     #[test]
@@ -486,7 +515,12 @@ mod tests {
                 let _ = e.decide(at, &findings);
                 let after = e.level();
                 raw_levels.push(assess(&policy, &findings).level);
-                if after > before {
+                let windowed = assess(&policy, &findings).leading == Some(FindingKind::CpuBurn);
+                if after > before && windowed {
+                    // A CPU-burn finding has served its time in its own window (30 s here).
+                    prop_assert!(raw_levels.last().is_some_and(|l| *l >= after));
+                    last_change = Some((at, after));
+                } else if after > before {
                     // Escalation needs the band in the last N evaluations…
                     let n = hy.persist_evaluations as usize;
                     prop_assert!(raw_levels.len() >= n);

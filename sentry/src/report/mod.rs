@@ -60,6 +60,8 @@ pub struct RunReport {
     pub read_failures: u64,
     /// Captured writes to files or to pipes inside the tree (not the command's output).
     pub writes_not_output: u64,
+    /// Captured output chunks the detectors skipped because they could not keep up.
+    pub chunks_shed: u64,
     /// Full captures allowed per second, per CPU, before writes are only counted.
     pub capture_budget_per_s: u64,
     /// True when some writes were only counted because the budget ran out.

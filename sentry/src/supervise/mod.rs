@@ -377,6 +377,7 @@ impl Tally {
         s.bytes_counted_only += t.bytes_counted_only;
         s.read_failures += t.read_failures;
         s.writes_not_output += t.writes_not_output;
+        s.chunks_shed += t.chunks_shed;
         s.capture_budget_per_s = t.capture_budget_per_s;
         s.cpu_usage_us += t.cpu_usage_us;
     }
@@ -628,6 +629,7 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
         bytes_counted_only: totals.bytes_counted_only,
         read_failures: totals.read_failures,
         writes_not_output: totals.writes_not_output,
+        chunks_shed: totals.chunks_shed,
         capture_budget_per_s: totals.capture_budget_per_s,
         capture_budget_exceeded: totals.writes_counted_only > 0,
         leftover_processes_killed: tally.leftover,
@@ -806,7 +808,7 @@ pub fn summary_lines(report: &RunReport) -> Vec<String> {
     let mem = report
         .mem_peak_bytes
         .map_or("not measured".to_string(), crate::detect::cpu::human_bytes);
-    lines.push(format!(
+    let mut figures = format!(
         "CPU peaked at {:.0}% (average {:.0}%), memory peaked at {mem}; captured {} writes ({} bytes), {} counted only, {} lost",
         report.cpu_peak_pct,
         report.cpu_avg_pct,
@@ -814,7 +816,14 @@ pub fn summary_lines(report: &RunReport) -> Vec<String> {
         report.bytes_captured,
         report.writes_counted_only,
         report.events_lost
-    ));
+    );
+    if report.chunks_shed > 0 {
+        figures.push_str(&format!(
+            "; {} chunks came too fast to analyse and were skipped by the detectors",
+            report.chunks_shed
+        ));
+    }
+    lines.push(figures);
     let ended = match report.signal {
         Some(sig) => format!("killed by signal {sig}"),
         None => format!("exited with {}", report.child_exit_code),
@@ -865,6 +874,7 @@ mod tests {
             bytes_counted_only: 0,
             read_failures: 0,
             writes_not_output: 0,
+            chunks_shed: 0,
             capture_budget_per_s: 200_000,
             capture_budget_exceeded: false,
             leftover_processes_killed: 0,

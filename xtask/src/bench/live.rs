@@ -752,11 +752,14 @@ pub fn run(root: &Path, a: LiveArgs) -> Result<()> {
                 ));
                 verdicts.push((
                     format!(
-                        "{}: sentry peak RSS (VmHWM) < {MAX_OVERHEAD_RSS_MIB} MiB",
+                        "{}: sentry RSS while supervising (VmRSS) < {MAX_OVERHEAD_RSS_MIB} MiB",
                         sc.name()
                     ),
-                    every(&c.hwm_mib, 0, |x| x < MAX_OVERHEAD_RSS_MIB).filter(|_| measured),
-                    worst(&c.hwm_mib)
+                    // The target is about supervising a quiet command for hours: the resident
+                    // memory then. VmHWM (printed beside it) also holds the brief peak of
+                    // loading the probe, before the command starts.
+                    every(&c.rss_mib, 0, |x| x < MAX_OVERHEAD_RSS_MIB).filter(|_| measured),
+                    worst(&c.rss_mib)
                         .map(|w| format!("worst {w:.1} MiB"))
                         .unwrap_or_default(),
                 ));
