@@ -80,8 +80,8 @@ pub struct CaptureTotals {
     /// Captured writes that went to files or to pipes inside the tree rather than to the
     /// command's stdout/stderr: counted as I/O, not fed to the detectors as output.
     pub writes_not_output: u64,
-    /// Captured output chunks the detectors skipped because they could not keep up (output
-    /// far faster than they analyse it); the capture itself is never held back for them.
+    /// Captured output chunks the detectors skipped: beyond the analysis budget (100,000 a
+    /// second) or because they could not keep up; the capture itself is never held back.
     pub chunks_shed: u64,
     /// Full captures allowed per second per CPU.
     pub capture_budget_per_s: u64,

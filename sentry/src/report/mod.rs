@@ -60,7 +60,8 @@ pub struct RunReport {
     pub read_failures: u64,
     /// Captured writes to files or to pipes inside the tree (not the command's output).
     pub writes_not_output: u64,
-    /// Captured output chunks the detectors skipped because they could not keep up.
+    /// Captured output chunks the detectors skipped (beyond 100,000 a second, or because they
+    /// could not keep up); they are captured and counted all the same.
     pub chunks_shed: u64,
     /// Full captures allowed per second, per CPU, before writes are only counted.
     pub capture_budget_per_s: u64,
