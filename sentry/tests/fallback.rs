@@ -57,6 +57,7 @@ fn spec(argv: &[&str]) -> RunSpec {
         capture_budget_per_s: 0,
         sample_interval: Duration::from_millis(100),
         floor_probe: false,
+        deliver_all: true,
     }
 }
 

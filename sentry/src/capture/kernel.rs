@@ -612,6 +612,7 @@ impl KernelRun {
             io: IoTally::default(),
             outputs: OutputFds::of_this_process(),
             analysis: AnalysisBudget::new(),
+            deliver_all: spec.deliver_all,
         };
         let thread = std::thread::Builder::new()
             .name("sentry-capture".into())
@@ -731,6 +732,7 @@ struct Drain {
     io: IoTally,
     outputs: OutputFds,
     analysis: AnalysisBudget,
+    deliver_all: bool,
 }
 
 /// How many output chunks per 100 ms the detectors are given. A loop shows within a few
@@ -905,7 +907,11 @@ impl Drain {
                 // loses records. Beyond the analysis budget, or when they fall behind, chunks
                 // are shed from analysis and counted; the capture stays exact. A closed
                 // receiver means the consumer is gone; keep draining for the counts.
-                if !self.analysis.admit() {
+                if self.deliver_all {
+                    // Recording every chunk was asked for (`--events`): wait for the consumer;
+                    // the ring absorbs the backlog, and what it cannot hold is counted lost.
+                    let _ = self.tx.send(Observation::Output(chunk));
+                } else if !self.analysis.admit() {
                     self.totals.chunks_shed += 1;
                 } else if let Err(mpsc::TrySendError::Full(_)) =
                     self.tx.try_send(Observation::Output(chunk))

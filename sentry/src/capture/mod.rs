@@ -100,6 +100,9 @@ pub struct RunSpec {
     pub sample_interval: Duration,
     /// Attach the no-op floor program instead of the capture programs (benchmarks only).
     pub floor_probe: bool,
+    /// Every output chunk must reach the consumer (`--events` records them all): the kernel
+    /// drain then waits for the consumer instead of shedding chunks from analysis.
+    pub deliver_all: bool,
 }
 
 /// What the supervisor can do to a running tree, whatever the backend. Cheap to share between

@@ -399,6 +399,7 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
         capture_budget_per_s: options.capture_budget_per_s,
         sample_interval: options.sample_interval,
         floor_probe: options.floor_probe,
+        deliver_all: options.events.is_some(),
     };
     let mut events = match &options.events {
         Some(path) => {
