@@ -122,12 +122,17 @@ struct NoveltySet {
 impl NoveltySet {
     /// Inserts `h`; true when it was not known.
     fn insert(&mut self, h: u64) -> bool {
-        if self.current.contains(&h) || self.previous.contains(&h) {
+        if self.previous.contains(&h) {
             return false;
         }
-        if self.current.len() >= NOVELTY_GENERATION {
-            self.previous = std::mem::take(&mut self.current);
+        if self.current.len() < NOVELTY_GENERATION {
+            // One probe: `insert` reports whether `h` was already there.
+            return self.current.insert(h);
         }
+        if self.current.contains(&h) {
+            return false;
+        }
+        self.previous = std::mem::take(&mut self.current);
         self.current.insert(h);
         true
     }
@@ -187,19 +192,97 @@ struct Active {
     finding: Finding,
 }
 
+/// For one kind of line hash, which lines equal the line `p` earlier, for every period `p`
+/// at once.
+///
+/// The obvious way, comparing each new line with each of the last [`MAX_PERIOD`] lines,
+/// costs `MAX_PERIOD` comparisons per line and was most of the detector's time. Here each
+/// hash among the last `MAX_PERIOD` lines maps to the ring slots holding it, so a line finds
+/// its earlier equals with one lookup and touches only the periods at which it repeats. A
+/// run is kept as the line at which it began rather than as a count, so the periods at which
+/// the line does not repeat need no update either.
+struct Repeats {
+    /// Hash of the line in each ring slot (line `m` is in slot `m % MAX_PERIOD`).
+    slots: [u64; MAX_PERIOD],
+    /// For each hash among the last `MAX_PERIOD` lines, the slots holding it (one bit each).
+    holders: HashMap<u64, u64, BuildHasherDefault<IdentityHasher>>,
+    /// Bit `p - 1`: the latest line equals the line `p` earlier (for tracked periods).
+    matched: u64,
+    /// `since[p - 1]`: the line at which the current run of equal lines at period `p` began.
+    since: [usize; MAX_PERIOD],
+}
+
+// Periods are bits of a u64.
+const _: () = assert!(MAX_PERIOD <= 64);
+
+impl Repeats {
+    fn new() -> Self {
+        Repeats {
+            slots: [0; MAX_PERIOD],
+            holders: HashMap::default(),
+            matched: 0,
+            since: [0; MAX_PERIOD],
+        }
+    }
+
+    /// Records line `n` with hash `h`, for the periods up to `maxp` (the others never
+    /// match: a period beyond the configured maximum or beyond the lines seen is not
+    /// tracked).
+    fn push(&mut self, n: usize, h: u64, maxp: usize) {
+        let slot = n % MAX_PERIOD;
+        let mut holders = self.holders.get(&h).copied().unwrap_or(0);
+        let mut matched = 0u64;
+        while holders != 0 {
+            // Slot `s` holds the line `p` earlier, `p` in 1..=MAX_PERIOD (the slot about to
+            // be reused holds the line MAX_PERIOD earlier).
+            let s = holders.trailing_zeros() as usize;
+            holders &= holders - 1;
+            let p = (n + MAX_PERIOD - 1 - s) % MAX_PERIOD + 1;
+            if p <= maxp {
+                matched |= 1 << (p - 1);
+            }
+        }
+        let mut begun = matched & !self.matched;
+        while begun != 0 {
+            self.since[begun.trailing_zeros() as usize] = n;
+            begun &= begun - 1;
+        }
+        self.matched = matched;
+        if n >= MAX_PERIOD {
+            let old = self.slots[slot];
+            if let Some(bits) = self.holders.get_mut(&old) {
+                *bits &= !(1 << slot);
+                if *bits == 0 {
+                    self.holders.remove(&old);
+                }
+            }
+        }
+        *self.holders.entry(h).or_insert(0) |= 1 << slot;
+        self.slots[slot] = h;
+    }
+
+    /// Consecutive lines up to line `last` (the latest pushed) equal to the line `p`
+    /// earlier (`1 <= p <= MAX_PERIOD`). Counted in a `u32` like the per-period counters
+    /// this replaces.
+    fn run(&self, last: usize, p: usize) -> u32 {
+        if self.matched >> (p - 1) & 1 == 0 {
+            return 0;
+        }
+        (last + 1 - self.since[p - 1]) as u32
+    }
+}
+
 /// Periodicity tracking over one sequence of lines.
 struct Track {
-    hashes: Vec<u64>,
-    /// Template hash combined with the line's non-volatile values: equal only when the
-    /// line really repeats (same file, same name), not merely has the same shape.
-    exact: Vec<u64>,
+    /// Repeats of the template hash.
+    repeats: Repeats,
+    /// Repeats of the template hash combined with the line's non-volatile values: equal
+    /// only when the line really repeats (same file, same name), not merely has the same
+    /// shape.
+    exact_repeats: Repeats,
     entries: Vec<Entry>,
     /// Lines pushed so far.
     n: usize,
-    /// `runs[p]`: consecutive lines equal to the line `p` earlier.
-    runs: [u32; MAX_PERIOD + 1],
-    /// Like `runs`, over `exact`.
-    exact_runs: [u32; MAX_PERIOD + 1],
     active: Option<Active>,
     last_write: u64,
 }
@@ -207,12 +290,10 @@ struct Track {
 impl Track {
     fn new() -> Self {
         Track {
-            hashes: vec![0; HISTORY],
-            exact: vec![0; HISTORY],
+            repeats: Repeats::new(),
+            exact_repeats: Repeats::new(),
             entries: vec![Entry::default(); HISTORY],
             n: 0,
-            runs: [0; MAX_PERIOD + 1],
-            exact_runs: [0; MAX_PERIOD + 1],
             active: None,
             last_write: 0,
         }
@@ -220,6 +301,17 @@ impl Track {
 
     fn entry(&self, pos: usize) -> &Entry {
         &self.entries[pos % HISTORY]
+    }
+
+    /// Consecutive lines up to the latest equal to the line `p` earlier (`1 <= p <=
+    /// MAX_PERIOD`).
+    fn run(&self, p: usize) -> u32 {
+        self.repeats.run(self.n - 1, p)
+    }
+
+    /// Like [`run`](Self::run), over the exact hashes.
+    fn exact_run(&self, p: usize) -> u32 {
+        self.exact_repeats.run(self.n - 1, p)
     }
 
     /// Adds a line; returns the updated finding when the active cycle gained a repeat.
@@ -238,27 +330,9 @@ impl Track {
         // contain a short repeating stretch (`init stage 1/8`…), which must not hide it.
         // Among equally long runs the shortest period wins (a 2-line loop is also a
         // 4-line one).
-        let mut best: Option<usize> = None;
-        for p in 1..=maxp {
-            let at = (self.n - p) % HISTORY;
-            self.runs[p] = if self.hashes[at] == h {
-                self.runs[p] + 1
-            } else {
-                0
-            };
-            if self.runs[p] as usize >= need * p && best.is_none_or(|b| self.runs[p] > self.runs[b])
-            {
-                best = Some(p);
-            }
-            self.exact_runs[p] = if self.exact[at] == x {
-                self.exact_runs[p] + 1
-            } else {
-                0
-            };
-        }
+        self.repeats.push(self.n, h, maxp);
+        self.exact_repeats.push(self.n, x, maxp);
         let idx = self.n % HISTORY;
-        self.hashes[idx] = h;
-        self.exact[idx] = x;
         let e = &mut self.entries[idx];
         e.seq = line.seq;
         e.at = line.at;
@@ -297,11 +371,23 @@ impl Track {
         );
         self.n += 1;
 
+        // Only the periods at which the line repeats can qualify, in increasing order.
+        let mut best: Option<usize> = None;
+        let mut matched = self.repeats.matched;
+        while matched != 0 {
+            let p = matched.trailing_zeros() as usize + 1;
+            matched &= matched - 1;
+            let run = self.run(p);
+            if run as usize >= need * p && best.is_none_or(|b| run > self.run(b)) {
+                best = Some(p);
+            }
+        }
+
         if let Some(active) = &self.active {
             let p = active.period;
-            let longer = best.is_some_and(|q| q != p && self.runs[q] > self.runs[p]);
-            if self.runs[p] > 0 && !longer {
-                let repeats = self.runs[p] as usize / p + 1;
+            let longer = best.is_some_and(|q| q != p && self.run(q) > self.run(p));
+            if self.run(p) > 0 && !longer {
+                let repeats = self.run(p) as usize / p + 1;
                 if repeats > active.repeats {
                     let first = active.first_line;
                     return self.evaluate(cfg, p, repeats, first, line);
@@ -311,8 +397,8 @@ impl Track {
             self.active = None;
         }
         let found = best?;
-        let repeats = self.runs[found] as usize / found + 1;
-        let start = self.n - (self.runs[found] as usize + found);
+        let repeats = self.run(found) as usize / found + 1;
+        let start = self.n - (self.run(found) as usize + found);
         let first = self.entry(start).seq;
         self.evaluate(cfg, found, repeats, first, line)
     }
@@ -593,9 +679,9 @@ impl Track {
         let (ev_period, ev_repeats) = if strong_n == 0 {
             (period..=MAX_PERIOD.min(self.n / 2))
                 .step_by(period)
-                .find(|&q| self.exact_runs[q] as usize >= q)
-                .map(|q| (q, self.exact_runs[q] as usize / q + 1))
-                .filter(|&(q, _)| q > period && self.exact_runs[period] == 0)
+                .find(|&q| self.exact_run(q) as usize >= q)
+                .map(|q| (q, self.exact_run(q) as usize / q + 1))
+                .filter(|&(q, _)| q > period && self.exact_run(period) == 0)
                 .unwrap_or((period, repeats))
         } else {
             (period, repeats)
