@@ -156,7 +156,7 @@ pub struct Signals {
 }
 
 /// A normalised line.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Normalized {
     /// The template text.
     pub template: String,
@@ -166,8 +166,28 @@ pub struct Normalized {
     pub values: Vec<Value>,
     /// Keywords found in the literal parts.
     pub signals: Signals,
-    /// Scratch buffer for the comparison shape of the template (see `shape_hash`).
+    /// Scratch buffers, kept so that normalising into a reused value allocates nothing.
+    scratch: Scratch,
+}
+
+/// Buffers of [`Normalized`] that are not part of the result.
+#[derive(Debug, Clone, Default)]
+struct Scratch {
+    /// The comparison shape of the template (see `shape_hash`).
     shape: String,
+    /// The template and values of a further pass over a template that kept a quote.
+    template: String,
+    values: Vec<Value>,
+}
+
+/// Two normalisations are equal when their results are; scratch buffers do not count.
+impl PartialEq for Normalized {
+    fn eq(&self, other: &Self) -> bool {
+        self.template == other.template
+            && self.hash == other.hash
+            && self.values == other.values
+            && self.signals == other.signals
+    }
 }
 
 /// Normalises one line into a fresh [`Normalized`].
@@ -181,44 +201,39 @@ pub fn normalize(line: &str) -> Normalized {
 pub fn normalize_into(line: &str, out: &mut Normalized) {
     out.template.clear();
     out.values.clear();
-    out.signals = Signals::default();
-    let mut t = Tokenizer {
-        s: line,
-        b: line.as_bytes(),
-        out,
-        lit_start: 0,
-        ctx: Role::Plain,
-        literal_quote_close: None,
-    };
+    let mut t = Tokenizer::new(line, &mut out.template, &mut out.values);
     t.run();
+    out.signals = t.signals;
+    // What the template holds, from the pass that produced it: its literal parts are the
+    // only source of quote characters, and of a `<` that is not one of our placeholders.
+    let mut literals = t.literals;
+    let mut id_tokens = t.id_tokens;
     // Quote pairing can depend on what was inside the quotes, so a template that kept a
     // quote character may pair differently once normalised. Each further pass only consumes
     // quotes, so iterating reaches a fixed point quickly; ordinary lines need no extra pass.
     // Values and signals stay those of the first pass (they index the original line).
     let mut passes = 0;
-    while passes < 16
-        && out
-            .template
-            .bytes()
-            .any(|c| matches!(c, b'"' | b'\'' | b'`'))
-    {
+    while passes < 16 && literals & QUOTE != 0 {
         passes += 1;
-        let mut again = Normalized::default();
-        let mut t = Tokenizer {
-            s: &out.template,
-            b: out.template.as_bytes(),
-            out: &mut again,
-            lit_start: 0,
-            ctx: Role::Plain,
-            literal_quote_close: None,
-        };
+        let again = &mut out.scratch;
+        again.template.clear();
+        again.values.clear();
+        let mut t = Tokenizer::new(&out.template, &mut again.template, &mut again.values);
         t.run();
+        literals = t.literals;
+        id_tokens = t.id_tokens;
         if again.template == out.template {
             break;
         }
-        out.template = again.template;
+        std::mem::swap(&mut out.template, &mut again.template);
     }
-    out.hash = shape_hash(&out.template, &mut out.shape);
+    out.hash = if literals & LT == 0 && !id_tokens {
+        // No `<hex>` or `<id>` anywhere: the shape is the template itself.
+        out.scratch.shape.clear();
+        template_hash(out.template.as_bytes())
+    } else {
+        shape_hash(&out.template, &mut out.scratch.shape)
+    };
 }
 
 /// The comparison hash of a template. One id field is typed by the characters it happens to
@@ -275,19 +290,71 @@ pub fn template_hash(bytes: &[u8]) -> u64 {
     h ^ (h >> 33)
 }
 
+/// Byte classes, one bit each in [`CLASS`]: the tokenizer asks these questions of nearly
+/// every byte, and one table lookup answers any of them.
+const WORD: u8 = 1;
+const HEX: u8 = 2;
+const PATH: u8 = 4;
+const ALPHA: u8 = 8;
+/// A quote character: `"`, `'` or a backquote.
+const QUOTE: u8 = 16;
+/// `<`, which starts every placeholder.
+const LT: u8 = 32;
+
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        let mut f = 0;
+        if c.is_ascii_alphanumeric() || c == b'_' {
+            f |= WORD | PATH;
+        }
+        if c.is_ascii_hexdigit() {
+            f |= HEX;
+        }
+        if matches!(c, b'.' | b'-' | b'/' | b'~' | b'+' | b'@' | b'%') {
+            f |= PATH;
+        }
+        if c.is_ascii_alphabetic() {
+            f |= ALPHA;
+        }
+        if matches!(c, b'"' | b'\'' | b'`') {
+            f |= QUOTE;
+        }
+        if c == b'<' {
+            f |= LT;
+        }
+        t[i] = f;
+        i += 1;
+    }
+    t
+};
+
+#[inline]
+fn class(c: u8) -> u8 {
+    CLASS[usize::from(c)]
+}
+
 #[inline]
 fn is_word(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_'
+    class(c) & WORD != 0
 }
 
 #[inline]
 fn is_hex(c: u8) -> bool {
-    c.is_ascii_hexdigit()
+    class(c) & HEX != 0
 }
 
 #[inline]
 fn is_path_char(c: u8) -> bool {
-    is_word(c) || matches!(c, b'.' | b'-' | b'/' | b'~' | b'+' | b'@' | b'%')
+    class(c) & PATH != 0
+}
+
+/// End of the run of word bytes starting at `i`.
+#[inline]
+fn word_end(b: &[u8], i: usize) -> usize {
+    i + b[i..].iter().take_while(|&&c| is_word(c)).count()
 }
 
 fn digits_at(b: &[u8], i: usize) -> usize {
@@ -593,16 +660,37 @@ fn keyword_signals(w: &[u8], sig: &mut Signals) -> Role {
 struct Tokenizer<'a, 'o> {
     s: &'a str,
     b: &'a [u8],
-    out: &'o mut Normalized,
+    template: &'o mut String,
+    values: &'o mut Vec<Value>,
+    signals: Signals,
     /// Start of the literal text not yet copied to the template.
     lit_start: usize,
     /// Role suggested by the latest literal word, for the value that follows it.
     ctx: Role,
     /// Position of the closing quote of a quoted text kept literal.
     literal_quote_close: Option<usize>,
+    /// The [`CLASS`] bits of every byte copied to the template as literal text.
+    literals: u8,
+    /// A `<hex>` or `<id>` placeholder was emitted.
+    id_tokens: bool,
 }
 
-impl Tokenizer<'_, '_> {
+impl<'a, 'o> Tokenizer<'a, 'o> {
+    fn new(s: &'a str, template: &'o mut String, values: &'o mut Vec<Value>) -> Self {
+        Tokenizer {
+            s,
+            b: s.as_bytes(),
+            template,
+            values,
+            signals: Signals::default(),
+            lit_start: 0,
+            ctx: Role::Plain,
+            literal_quote_close: None,
+            literals: 0,
+            id_tokens: false,
+        }
+    }
+
     fn run(&mut self) {
         let b = self.b;
         let n = b.len();
@@ -711,7 +799,7 @@ impl Tokenizer<'_, '_> {
 
     fn letter_token(&mut self, i: usize) -> usize {
         let b = self.b;
-        let we = i + b[i..].iter().take_while(|&&c| is_word(c)).count();
+        let we = word_end(b, i);
         let word = &b[i..we];
         // URL: scheme://…
         if b.get(we..we + 3) == Some(b"://") && word.iter().all(|c| c.is_ascii_alphanumeric()) {
@@ -747,9 +835,11 @@ impl Tokenizer<'_, '_> {
         if let Some(end) = uuid(b, i) {
             return self.emit(i, end, Placeholder::Uuid, None);
         }
-        if let Some(end) = ipv6(b, i) {
-            let end = port(b, end);
-            return self.emit(i, end, Placeholder::Ip, None);
+        if may_be_ipv6(b, i, we) {
+            if let Some(end) = ipv6(b, i) {
+                let end = port(b, end);
+                return self.emit(i, end, Placeholder::Ip, None);
+            }
         }
         // Windows drive path `C:\…`.
         if word.len() == 1 && byte(b, we) == b':' && byte(b, we + 1) == b'\\' {
@@ -759,8 +849,10 @@ impl Tokenizer<'_, '_> {
             }
             return self.emit(i, e, Placeholder::Path, None);
         }
-        if let Some(end) = path(b, i) {
-            return self.emit(i, end, Placeholder::Path, None);
+        if may_be_path(b, we) {
+            if let Some(end) = path(b, i) {
+                return self.emit(i, end, Placeholder::Path, None);
+            }
         }
         self.word(i, we)
     }
@@ -771,14 +863,14 @@ impl Tokenizer<'_, '_> {
         let word = &b[i..we];
         let digits = word.iter().filter(|c| c.is_ascii_digit()).count();
         if digits == 0 {
-            let had_error = self.out.signals.error;
+            let had_error = self.signals.error;
             self.note_word(word);
             // An error word counting zero (`failed=0`, `errors: 0`, `0 failed`) is a tally
             // reporting that nothing failed: a summary table or a test report, not a
             // failure. Checked only when the word is an error word, so it costs nothing on
             // other words.
-            if !had_error && self.out.signals.error && zero_tally(b, i, we) {
-                self.out.signals.error = false;
+            if !had_error && self.signals.error && zero_tally(b, i, we) {
+                self.signals.error = false;
             }
             return we;
         }
@@ -853,7 +945,8 @@ impl Tokenizer<'_, '_> {
                 }
             }
         }
-        if d <= 2 {
+        // `time_of_day` needs a colon right after the hour.
+        if d <= 2 && byte(b, i + d) == b':' {
             if let Some((end, secs)) = time_of_day(b, i) {
                 if !b_is_digit(b, end) && byte(b, end) != b':' {
                     let end = timezone(b, end);
@@ -861,7 +954,12 @@ impl Tokenizer<'_, '_> {
                 }
             }
         }
-        if let Some(end) = ipv4(b, i) {
+        let we = word_end(b, i);
+        // `ipv4` needs one to three digits and a dot.
+        if let Some(end) = (d <= 3 && byte(b, i + d) == b'.')
+            .then(|| ipv4(b, i))
+            .flatten()
+        {
             let end = port(b, end);
             let end = if byte(b, end) == b'/' && digits_at(b, end + 1) > 0 {
                 end + 1 + digits_at(b, end + 1)
@@ -870,9 +968,11 @@ impl Tokenizer<'_, '_> {
             };
             return self.emit(i, end, Placeholder::Ip, None);
         }
-        if let Some(end) = ipv6(b, i) {
-            let end = port(b, end);
-            return self.emit(i, end, Placeholder::Ip, None);
+        if may_be_ipv6(b, i, we) {
+            if let Some(end) = ipv6(b, i) {
+                let end = port(b, end);
+                return self.emit(i, end, Placeholder::Ip, None);
+            }
         }
         if d == 1 && b[i] == b'0' && matches!(byte(b, i + 1), b'x' | b'X') {
             let h = b[i + 2..].iter().take_while(|&&c| is_hex(c)).count();
@@ -885,18 +985,19 @@ impl Tokenizer<'_, '_> {
                 return self.emit(i, i + 2 + h, kind, None);
             }
         }
-        let we = i + b[i..].iter().take_while(|&&c| is_word(c)).count();
         // Hex ids that happen to start with a digit (`4e2a`, `9f3c01`), as in `word`; a
         // token that reads whole as a number in exponent form (`1e10`) stays a number.
         if we - i >= 3
             && b[i..we].iter().all(|&c| is_hex(c))
             && we - i > d
-            && scan_number(b, i).0 < we
+            && scan_number(self.s, i).0 < we
         {
             return self.emit(i, we, Placeholder::Hex, None);
         }
-        if let Some(end) = path(b, i) {
-            return self.emit(i, end, Placeholder::Path, None);
+        if may_be_path(b, we) {
+            if let Some(end) = path(b, i) {
+                return self.emit(i, end, Placeholder::Path, None);
+            }
         }
         self.number(i)
     }
@@ -905,12 +1006,13 @@ impl Tokenizer<'_, '_> {
     /// unit suffix (`12MB` → `<int>MB`).
     fn number(&mut self, i: usize) -> usize {
         let b = self.b;
-        let (end, kind, num) = scan_number(b, i);
+        let scanned = scan_number(self.s, i);
+        let (end, kind, num) = scanned;
         if kind == Placeholder::Version {
             return self.emit(i, end, kind, None);
         }
         // Durations, possibly compound: 3m20s, 1h2m3.5s, 12ms.
-        if let Some((dend, secs)) = duration(b, i) {
+        if let Some((dend, secs)) = duration(self.s, i, scanned) {
             return self.emit(i, dend, Placeholder::Duration, Some(secs));
         }
         // `376 ms`, `4.1 seconds`: a spelled-out unit after a space is a duration too (only
@@ -946,7 +1048,7 @@ impl Tokenizer<'_, '_> {
     }
 
     fn note_word(&mut self, w: &[u8]) {
-        let role = keyword_signals(w, &mut self.out.signals);
+        let role = keyword_signals(w, &mut self.signals);
         if role != Role::Plain || w.len() > 2 {
             self.ctx = role;
         }
@@ -973,8 +1075,8 @@ impl Tokenizer<'_, '_> {
         // files (every line looked like the same line again). Values that belong together
         // say so themselves (`n/m`, units) or have their own key (`pid=1 tid=2`).
         self.ctx = Role::Plain;
-        let slot = u16::try_from(self.out.values.len()).unwrap_or(u16::MAX);
-        self.out.values.push(Value {
+        let slot = u16::try_from(self.values.len()).unwrap_or(u16::MAX);
+        self.values.push(Value {
             slot,
             kind,
             start: start as u32,
@@ -982,7 +1084,8 @@ impl Tokenizer<'_, '_> {
             num,
             role,
         });
-        self.out.template.push_str(kind.token());
+        self.id_tokens |= matches!(kind, Placeholder::Hex | Placeholder::Id);
+        self.template.push_str(kind.token());
         self.lit_start = end;
         end
     }
@@ -990,7 +1093,8 @@ impl Tokenizer<'_, '_> {
     fn flush_literal(&mut self, upto: usize) {
         if upto > self.lit_start {
             if let Some(lit) = self.s.get(self.lit_start..upto) {
-                self.out.template.push_str(lit);
+                self.literals |= lit.bytes().fold(0, |f, c| f | class(c));
+                self.template.push_str(lit);
             }
         }
         self.lit_start = upto.max(self.lit_start);
@@ -1010,7 +1114,8 @@ fn parse_int(d: &[u8]) -> f64 {
 }
 
 /// Scans an int, float (with exponent) or dotted version at `i`.
-fn scan_number(b: &[u8], i: usize) -> (usize, Placeholder, Option<f64>) {
+fn scan_number(s: &str, i: usize) -> (usize, Placeholder, Option<f64>) {
+    let b = s.as_bytes();
     let d = digits_at(b, i);
     let mut end = i + d;
     let mut kind = Placeholder::Int;
@@ -1036,23 +1141,58 @@ fn scan_number(b: &[u8], i: usize) -> (usize, Placeholder, Option<f64>) {
     }
     let num = match kind {
         Placeholder::Int => Some(parse_int(&b[i..end])),
-        Placeholder::Float => std::str::from_utf8(&b[i..end])
-            .ok()
-            .and_then(|s| s.parse::<f64>().ok()),
+        Placeholder::Float => {
+            parse_float(&b[i..end]).or_else(|| s.get(i..end).and_then(|t| t.parse::<f64>().ok()))
+        }
         _ => None,
     };
     (end, kind, num)
 }
 
-/// A duration at `i`: one or more `<number><unit>` parts ending at a non-word byte.
-fn duration(b: &[u8], i: usize) -> Option<(usize, f64)> {
+/// Powers of ten that are exact in an `f64`.
+const EXACT_POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// The value of a plain decimal `digits.digits` when it can be had exactly in one division
+/// (at most 2^53 as an integer, at most 22 decimals: both operands are exact and the
+/// division rounds correctly, so the result is the one `str::parse` gives); `None` for
+/// anything else, which is then parsed in full.
+fn parse_float(text: &[u8]) -> Option<f64> {
+    let mut mantissa: u64 = 0;
+    let mut decimals = None;
+    for (k, &c) in text.iter().enumerate() {
+        match c {
+            b'0'..=b'9' => {
+                mantissa = mantissa.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+            }
+            b'.' if decimals.is_none() => decimals = Some(text.len() - k - 1),
+            _ => return None,
+        }
+    }
+    if mantissa > 1 << 53 {
+        return None;
+    }
+    let scale = EXACT_POWERS_OF_TEN.get(decimals?)?;
+    Some(mantissa as f64 / scale)
+}
+
+/// A duration at `i`: one or more `<number><unit>` parts ending at a non-word byte;
+/// `first` is [`scan_number`] at `i`, which the caller already has.
+fn duration(s: &str, i: usize, first: (usize, Placeholder, Option<f64>)) -> Option<(usize, f64)> {
+    let b = s.as_bytes();
     let mut k = i;
     let mut total = 0.0;
+    let mut first = Some(first);
     loop {
         if !b_is_digit(b, k) {
             break;
         }
-        let (nend, kind, num) = scan_number(b, k);
+        let (nend, kind, num) = match first.take() {
+            Some(scanned) => scanned,
+            None => scan_number(s, k),
+        };
         if kind == Placeholder::Version {
             break;
         }
@@ -1086,6 +1226,10 @@ fn duration(b: &[u8], i: usize) -> Option<(usize, f64)> {
 }
 
 fn uuid(b: &[u8], i: usize) -> Option<usize> {
+    // The first dash rejects nearly every word at once.
+    if byte(b, i + 8) != b'-' {
+        return None;
+    }
     let r = b.get(i..i + 36)?;
     for (k, &c) in r.iter().enumerate() {
         let ok = if matches!(k, 8 | 13 | 18 | 23) {
@@ -1180,6 +1324,21 @@ fn port(b: &[u8], k: usize) -> usize {
     k
 }
 
+/// False when [`ipv6`] at `i`, a word ending at `we`, is sure to fail: its first group of at
+/// most four hex digits must end at a colon, and the word's bytes other than hex digits
+/// (letters g–z, `_`) cannot.
+#[inline]
+fn may_be_ipv6(b: &[u8], i: usize, we: usize) -> bool {
+    we - i <= 4 && byte(b, we) == b':'
+}
+
+/// False when [`path`] at the start of a word ending at `we` is sure to fail: a word has no
+/// slash, so the run of path characters must go on past it.
+#[inline]
+fn may_be_path(b: &[u8], we: usize) -> bool {
+    is_path_char(byte(b, we))
+}
+
 /// A path at `i`: a run of path characters that starts like a path (`/`, `./`, `../`, `~/`)
 /// or has two slashes, or one slash and a file extension; it must contain a letter.
 fn path(b: &[u8], i: usize) -> Option<usize> {
@@ -1190,9 +1349,13 @@ fn path(b: &[u8], i: usize) -> Option<usize> {
     let mut e = i;
     let mut slashes = 0;
     let mut letter = false;
-    while e < b.len() && is_path_char(b[e]) {
+    while e < b.len() {
+        let c = class(b[e]);
+        if c & PATH == 0 {
+            break;
+        }
         slashes += usize::from(b[e] == b'/');
-        letter |= b[e].is_ascii_alphabetic();
+        letter |= c & ALPHA != 0;
         e += 1;
     }
     // A run ending at `<` may continue into a placeholder that replaced part of it (found
