@@ -122,7 +122,7 @@ struct NoveltySet {
 impl NoveltySet {
     /// Inserts `h`; true when it was not known.
     fn insert(&mut self, h: u64) -> bool {
-        if self.previous.contains(&h) {
+        if !self.previous.is_empty() && self.previous.contains(&h) {
             return false;
         }
         if self.current.len() < NOVELTY_GENERATION {
@@ -230,7 +230,10 @@ impl Repeats {
     /// tracked).
     fn push(&mut self, n: usize, h: u64, maxp: usize) {
         let slot = n % MAX_PERIOD;
-        let mut holders = self.holders.get(&h).copied().unwrap_or(0);
+        let bits = self.holders.entry(h).or_insert(0);
+        let mut holders = *bits;
+        // The slot now holds line `n`.
+        *bits |= 1 << slot;
         let mut matched = 0u64;
         while holders != 0 {
             // Slot `s` holds the line `p` earlier, `p` in 1..=MAX_PERIOD (the slot about to
@@ -248,8 +251,9 @@ impl Repeats {
             begun &= begun - 1;
         }
         self.matched = matched;
-        if n >= MAX_PERIOD {
-            let old = self.slots[slot];
+        // ...and no longer the line MAX_PERIOD earlier, unless that one had the same hash.
+        let old = self.slots[slot];
+        if n >= MAX_PERIOD && old != h {
             if let Some(bits) = self.holders.get_mut(&old) {
                 *bits &= !(1 << slot);
                 if *bits == 0 {
@@ -257,8 +261,17 @@ impl Repeats {
                 }
             }
         }
-        *self.holders.entry(h).or_insert(0) |= 1 << slot;
         self.slots[slot] = h;
+    }
+
+    /// The periods at which the latest line repeats, in increasing order.
+    fn matched_periods(&self) -> impl Iterator<Item = usize> {
+        let mut bits = self.matched;
+        std::iter::from_fn(move || {
+            let p = bits.trailing_zeros() as usize + 1;
+            bits &= bits.checked_sub(1)?;
+            Some(p)
+        })
     }
 
     /// Consecutive lines up to line `last` (the latest pushed) equal to the line `p`
@@ -373,10 +386,7 @@ impl Track {
 
         // Only the periods at which the line repeats can qualify, in increasing order.
         let mut best: Option<usize> = None;
-        let mut matched = self.repeats.matched;
-        while matched != 0 {
-            let p = matched.trailing_zeros() as usize + 1;
-            matched &= matched - 1;
+        for p in self.repeats.matched_periods() {
             let run = self.run(p);
             if run as usize >= need * p && best.is_none_or(|b| run > self.run(b)) {
                 best = Some(p);
@@ -422,11 +432,14 @@ impl Track {
         // previous attempt failed even when no error word says so.
         let mut failing_retries = 0usize;
         let mut retry_lines = 0usize;
-        let mut strong: Vec<String> = Vec::new();
-        let mut weak: Vec<String> = Vec::new();
-        let mut restart_counters: Vec<String> = Vec::new();
-        let mut budgets: Vec<String> = Vec::new();
-        let mut allocated_ids: Vec<String> = Vec::new();
+        // At most four progress notes are shown (strong ones first), and one of each other
+        // kind; the rest are only counted.
+        let mut strong = Notes::new(4);
+        let mut weak = Notes::new(4);
+        let mut restart_counters = Notes::new(1);
+        let mut budgets = Notes::new(1);
+        let mut allocated_ids = Notes::new(1);
+        let mut nums_buf = [0.0; MAX_REPEATS_SCORED];
         let mut ids_noted: Vec<usize> = Vec::new();
         let mut identical = true;
         // Counters only speak for progress in a cycle without errors: a retry loop numbers
@@ -451,10 +464,10 @@ impl Track {
                 if erring_cycle && r >= 3 && v0.kind == Placeholder::Int {
                     // Before the volatile test: the count sits next to a retry word, which
                     // marks numbers as volatile (`retrying (29 left)`).
-                    let nums: Option<Vec<f64>> = (0..r)
-                        .rev()
-                        .map(|k| self.entry(pos(j, k)).values[s].num)
-                        .collect();
+                    let nums = collect_nums(
+                        &mut nums_buf,
+                        (0..r).rev().map(|k| self.entry(pos(j, k)).values[s].num),
+                    );
                     if let Some(nums) = nums.filter(|n| countdown(n)) {
                         // A whole number falling by one on every repeat of a failing
                         // cycle (`29 retries left`, `remaining attempts: 3`) is a retry
@@ -462,14 +475,16 @@ impl Track {
                         // and a budget that is being spent usually means a check that
                         // is expected to come good (a service starting up). Counting up
                         // has no such end, so it stays a restart counter.
-                        budgets.push(format!(
-                            "{} in line {} of the cycle counts down by one per repeat \
-                             ({} → {}): a bounded retry budget",
-                            v0.kind,
-                            j + 1,
-                            fmt_num(nums[0]),
-                            fmt_num(nums[nums.len() - 1]),
-                        ));
+                        budgets.push(|| {
+                            format!(
+                                "{} in line {} of the cycle counts down by one per repeat \
+                                 ({} → {}): a bounded retry budget",
+                                v0.kind,
+                                j + 1,
+                                fmt_num(nums[0]),
+                                fmt_num(nums[nums.len() - 1]),
+                            )
+                        });
                         continue;
                     }
                 }
@@ -488,26 +503,32 @@ impl Track {
                         && !ids_noted.contains(&j)
                     {
                         ids_noted.push(j);
-                        weak.push(format!(
-                            "line {} of the cycle reports finished work with a new {} each time",
-                            j + 1,
-                            v0.kind
-                        ));
+                        weak.push(|| {
+                            format!(
+                                "line {} of the cycle reports finished work with a new {} \
+                                 each time",
+                                j + 1,
+                                v0.kind
+                            )
+                        });
                     }
                     continue;
                 }
                 // Chronological order: oldest repeat first.
-                let series: Vec<EntryValue> = (0..r)
-                    .rev()
-                    .map(|k| self.entry(pos(j, k)).values[s])
-                    .collect();
+                let mut series_buf = [v0; MAX_REPEATS_SCORED];
+                for (slot, k) in series_buf.iter_mut().zip((0..r).rev()) {
+                    *slot = self.entry(pos(j, k)).values[s];
+                }
+                let series = &series_buf[..r];
                 match v0.kind {
                     Placeholder::Int | Placeholder::Float => {
                         if r < 3 {
                             continue;
                         }
-                        let nums: Option<Vec<f64>> = series.iter().map(|v| v.num).collect();
-                        let Some(nums) = nums else { continue };
+                        let Some(nums) = collect_nums(&mut nums_buf, series.iter().map(|v| v.num))
+                        else {
+                            continue;
+                        };
                         if nums.iter().any(|x| x.abs() >= CLOCK_LIKE) {
                             continue;
                         }
@@ -533,14 +554,16 @@ impl Track {
                             // evidence, not progress. A named progress counter (`offset`,
                             // `page`, `n/m`) or a larger step (a page size) is a position
                             // that advances, so it still weighs towards progress.
-                            restart_counters.push(format!(
-                                "{} in line {} of the cycle steps by one per repeat ({} → {}) \
-                                 while the cycle fails: a restart or retry counter",
-                                v0.kind,
-                                j + 1,
-                                fmt_num(nums[0]),
-                                fmt_num(nums[nums.len() - 1]),
-                            ));
+                            restart_counters.push(|| {
+                                format!(
+                                    "{} in line {} of the cycle steps by one per repeat \
+                                     ({} → {}) while the cycle fails: a restart or retry counter",
+                                    v0.kind,
+                                    j + 1,
+                                    fmt_num(nums[0]),
+                                    fmt_num(nums[nums.len() - 1]),
+                                )
+                            });
                             continue;
                         }
                         if erring_cycle && !series.iter().any(|v| v.counter) && allocated_id(&nums)
@@ -553,31 +576,35 @@ impl Track {
                             // batch, bytes) or names its counter; a fresh id for each crashed
                             // child is no more progress than the crash itself. Checked after
                             // the unit step, which says more (it counts the failures).
-                            allocated_ids.push(format!(
-                                "{} in line {} of the cycle rises by a few per repeat ({} → {}) \
-                                 while the cycle fails: an id handed out per attempt (a pid, a \
-                                 generation), not progress",
-                                v0.kind,
-                                j + 1,
-                                fmt_num(nums[0]),
-                                fmt_num(nums[nums.len() - 1]),
-                            ));
+                            allocated_ids.push(|| {
+                                format!(
+                                    "{} in line {} of the cycle rises by a few per repeat \
+                                     ({} → {}) while the cycle fails: an id handed out per \
+                                     attempt (a pid, a generation), not progress",
+                                    v0.kind,
+                                    j + 1,
+                                    fmt_num(nums[0]),
+                                    fmt_num(nums[nums.len() - 1]),
+                                )
+                            });
                             continue;
                         }
                         let kind = if up || down { "counter" } else { "value" };
-                        let what = format!(
-                            "{kind} {} in line {} of the cycle {} ({} → {})",
-                            v0.kind,
-                            j + 1,
-                            match (up, down, novel) {
-                                (true, _, true) => "advances to new values",
-                                (true, _, false) => "advances",
-                                (_, true, _) => "counts down",
-                                _ => "takes new values",
-                            },
-                            fmt_num(nums[0]),
-                            fmt_num(nums[nums.len() - 1]),
-                        );
+                        let what = || {
+                            format!(
+                                "{kind} {} in line {} of the cycle {} ({} → {})",
+                                v0.kind,
+                                j + 1,
+                                match (up, down, novel) {
+                                    (true, _, true) => "advances to new values",
+                                    (true, _, false) => "advances",
+                                    (_, true, _) => "counts down",
+                                    _ => "takes new values",
+                                },
+                                fmt_num(nums[0]),
+                                fmt_num(nums[nums.len() - 1]),
+                            )
+                        };
                         // A counter reaching values never seen before is new work; one that
                         // climbs the same steps again (a retry loop restarting at step 1),
                         // or a value that is merely new, is a hint only.
@@ -593,11 +620,13 @@ impl Track {
                             && !self.embeds_volatile_number(period, &pos, j, s)
                             && !(erring_cycle && self.embeds_clock_time(&pos, j, s))
                         {
-                            strong.push(format!(
-                                "a new {} on every repeat in line {} of the cycle",
-                                v0.kind,
-                                j + 1
-                            ));
+                            strong.push(|| {
+                                format!(
+                                    "a new {} on every repeat in line {} of the cycle",
+                                    v0.kind,
+                                    j + 1
+                                )
+                            });
                         }
                     }
                 }
@@ -612,8 +641,8 @@ impl Track {
         let slow = cycle_s.is_some_and(|c| c >= cfg.waiting_cycle.as_secs_f64());
         let waiting = error_lines == 0 && failing_retries == 0 && slow;
 
-        let strong_n = strong.len().min(2);
-        let weak_n = weak.len().min(2);
+        let strong_n = strong.count.min(2);
+        let weak_n = weak.count.min(2);
         // When every repeat does new work, more repeats are more work, not more evidence.
         let rep_cap = if strong_n > 0 {
             0.0
@@ -637,12 +666,12 @@ impl Track {
             logit += 0.5;
             reasons.push("repeats are byte-identical".to_owned());
         }
-        if let Some(c) = restart_counters.first() {
+        if let Some(c) = restart_counters.shown.first() {
             logit += 0.3;
             reasons.push(c.clone());
         }
         logit -= 2.5 * strong_n as f64 + 1.5 * weak_n as f64;
-        for s in strong.iter().chain(weak.iter()).take(4) {
+        for s in strong.shown.iter().chain(weak.shown.iter()).take(4) {
             reasons.push(format!("progress: {s}"));
         }
         if let Some(c) = cycle_s {
@@ -657,13 +686,13 @@ impl Track {
                 reasons.push(format!("{c:.3} s per repeat"));
             }
         }
-        if let Some(b) = budgets.first() {
+        if let Some(b) = budgets.shown.first() {
             reasons.push(b.clone());
         }
-        if let Some(i) = allocated_ids.first() {
+        if let Some(i) = allocated_ids.shown.first() {
             reasons.push(i.clone());
         }
-        if !waiting && (slow || !budgets.is_empty()) {
+        if !waiting && (slow || budgets.count > 0) {
             // A slow retry of a failing step, or one spending a bounded retry budget, may
             // still come good (a service that comes up after a few attempts): it gets the
             // benefit of the doubt for four repeats, and still crosses the alert level at
@@ -677,8 +706,10 @@ impl Track {
         // Same-shaped lines may cycle through a fixed set of values (an agent re-reading the
         // same 40 files): report the cycle of exact repeats once one full cycle is seen.
         let (ev_period, ev_repeats) = if strong_n == 0 {
-            (period..=MAX_PERIOD.min(self.n / 2))
-                .step_by(period)
+            // Only periods at which the latest line repeats exactly have a run at all.
+            self.exact_repeats
+                .matched_periods()
+                .filter(|&q| q >= period && q <= self.n / 2 && q % period == 0)
                 .find(|&q| self.exact_run(q) as usize >= q)
                 .map(|q| (q, self.exact_run(q) as usize / q + 1))
                 .filter(|&(q, _)| q > period && self.exact_run(period) == 0)
@@ -747,12 +778,9 @@ impl Track {
         j: usize,
         s: usize,
     ) -> bool {
-        let text_of = |e: &Entry, v: &EntryValue| -> String {
-            e.raw
-                .get(v.start as usize..v.end as usize)
-                .unwrap_or("")
-                .to_owned()
-        };
+        fn text_of<'e>(e: &'e Entry, v: &EntryValue) -> &'e str {
+            e.raw.get(v.start as usize..v.end as usize).unwrap_or("")
+        }
         let line = self.entry(pos(j, 0));
         let Some(value) = line.values.get(s) else {
             return false;
@@ -766,7 +794,7 @@ impl Track {
                 }
                 let n = text_of(e, v);
                 // Short numbers (`2`, `42`) occur in names by chance.
-                n.len() >= 3 && text.contains(n.as_str())
+                n.len() >= 3 && text.contains(n)
             })
         })
     }
@@ -824,13 +852,14 @@ impl Track {
                     .min()
                     .unwrap_or(0);
                 for s in 0..nvals {
-                    let series: Option<Vec<f64>> = (0..r)
-                        .rev()
-                        .map(|k| {
+                    let mut buf = [0.0; MAX_REPEATS_SCORED];
+                    let series = collect_nums(
+                        &mut buf,
+                        (0..r).rev().map(|k| {
                             let v = self.entry(pos(j, k)).values[s];
                             (v.kind == Placeholder::Duration).then_some(v.num).flatten()
-                        })
-                        .collect();
+                        }),
+                    );
                     let Some(series) = series else { continue };
                     if series.windows(2).all(|w| w[1] > w[0]) {
                         let step = (series[r - 1] - series[0]) / (r - 1) as f64;
@@ -841,6 +870,46 @@ impl Track {
         }
         Some(elapsed.map_or(arrival, |e| e.max(arrival)))
     }
+}
+
+/// Notes of one kind found while scoring a cycle: how many, and the text of the first few.
+/// Only those few can reach the finding, so the others are never formatted (scoring runs on
+/// every repeat of a loop, i.e. on every line of a one-line loop).
+struct Notes {
+    count: usize,
+    shown: Vec<String>,
+    keep: usize,
+}
+
+impl Notes {
+    fn new(keep: usize) -> Self {
+        Notes {
+            count: 0,
+            shown: Vec::new(),
+            keep,
+        }
+    }
+
+    fn push(&mut self, text: impl FnOnce() -> String) {
+        if self.shown.len() < self.keep {
+            self.shown.push(text());
+        }
+        self.count += 1;
+    }
+}
+
+/// The numbers of a series of at most [`MAX_REPEATS_SCORED`] values, in `buf`; `None` when
+/// one of them has none.
+fn collect_nums(
+    buf: &mut [f64; MAX_REPEATS_SCORED],
+    nums: impl Iterator<Item = Option<f64>>,
+) -> Option<&[f64]> {
+    let mut n = 0;
+    for x in nums {
+        buf[n] = x?;
+        n += 1;
+    }
+    Some(&buf[..n])
 }
 
 /// True when the values are whole numbers falling by exactly one from each to the next.
@@ -884,6 +953,10 @@ fn fmt_num(x: f64) -> String {
 }
 
 fn clip(s: &str) -> String {
+    // No more bytes than the limit, so no more characters either.
+    if s.len() <= EVIDENCE_LINE_CHARS {
+        return s.to_owned();
+    }
     match s.char_indices().nth(EVIDENCE_LINE_CHARS) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_owned(),

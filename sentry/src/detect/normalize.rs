@@ -178,6 +178,25 @@ struct Scratch {
     /// The template and values of a further pass over a template that kept a quote.
     template: String,
     values: Vec<Value>,
+    /// Recent further-pass results, [`REPASS_SLOTS`] of them once used.
+    repassed: Vec<Repassed>,
+}
+
+/// Slots of the cache of further passes, chosen by the first-pass template's hash.
+const REPASS_SLOTS: usize = 64;
+
+/// Longest first-pass template cached (longer ones are passed over every time), which bounds
+/// the cache at a few tens of KiB.
+const REPASS_MAX_BYTES: usize = 512;
+
+/// The further passes over one first-pass template: a pure function of that text, and a log
+/// repeats its templates (a JSON log keeps quoted keys on every line), so it is remembered.
+#[derive(Debug, Clone, Default)]
+struct Repassed {
+    first: String,
+    /// The template the passes end at, and its comparison hash.
+    last: String,
+    hash: u64,
 }
 
 /// Two normalisations are equal when their results are; scratch buffers do not count.
@@ -208,32 +227,64 @@ pub fn normalize_into(line: &str, out: &mut Normalized) {
     // only source of quote characters, and of a `<` that is not one of our placeholders.
     let mut literals = t.literals;
     let mut id_tokens = t.id_tokens;
+    let Scratch {
+        shape,
+        template: again_template,
+        values: again_values,
+        repassed,
+    } = &mut out.scratch;
+    if literals & QUOTE == 0 {
+        out.hash = comparison_hash(&out.template, literals, id_tokens, shape);
+        return;
+    }
     // Quote pairing can depend on what was inside the quotes, so a template that kept a
     // quote character may pair differently once normalised. Each further pass only consumes
     // quotes, so iterating reaches a fixed point quickly; ordinary lines need no extra pass.
     // Values and signals stay those of the first pass (they index the original line).
+    if repassed.is_empty() {
+        repassed.resize_with(REPASS_SLOTS, Repassed::default);
+    }
+    let cached = &mut repassed[template_hash(out.template.as_bytes()) as usize % REPASS_SLOTS];
+    if cached.first == out.template {
+        out.template.clone_from(&cached.last);
+        out.hash = cached.hash;
+        return;
+    }
+    let cacheable = out.template.len() <= REPASS_MAX_BYTES;
+    if cacheable {
+        cached.first.clone_from(&out.template);
+    }
     let mut passes = 0;
     while passes < 16 && literals & QUOTE != 0 {
         passes += 1;
-        let again = &mut out.scratch;
-        again.template.clear();
-        again.values.clear();
-        let mut t = Tokenizer::new(&out.template, &mut again.template, &mut again.values);
+        again_template.clear();
+        again_values.clear();
+        let mut t = Tokenizer::new(&out.template, again_template, again_values);
         t.run();
         literals = t.literals;
         id_tokens = t.id_tokens;
-        if again.template == out.template {
+        if *again_template == out.template {
             break;
         }
-        std::mem::swap(&mut out.template, &mut again.template);
+        std::mem::swap(&mut out.template, again_template);
     }
-    out.hash = if literals & LT == 0 && !id_tokens {
+    out.hash = comparison_hash(&out.template, literals, id_tokens, shape);
+    if cacheable {
+        cached.last.clone_from(&out.template);
+        cached.hash = out.hash;
+    }
+}
+
+/// The comparison hash of `template`, given the [`CLASS`] bits of its literal parts and
+/// whether an id placeholder was emitted.
+fn comparison_hash(template: &str, literals: u8, id_tokens: bool, shape: &mut String) -> u64 {
+    if literals & LT == 0 && !id_tokens {
         // No `<hex>` or `<id>` anywhere: the shape is the template itself.
-        out.scratch.shape.clear();
-        template_hash(out.template.as_bytes())
+        shape.clear();
+        template_hash(template.as_bytes())
     } else {
-        shape_hash(&out.template, &mut out.scratch.shape)
-    };
+        shape_hash(template, shape)
+    }
 }
 
 /// The comparison hash of a template. One id field is typed by the characters it happens to
@@ -300,6 +351,7 @@ const ALPHA: u8 = 8;
 const QUOTE: u8 = 16;
 /// `<`, which starts every placeholder.
 const LT: u8 = 32;
+const DIGIT: u8 = 64;
 
 static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -324,6 +376,9 @@ static CLASS: [u8; 256] = {
         }
         if c == b'<' {
             f |= LT;
+        }
+        if c.is_ascii_digit() {
+            f |= DIGIT;
         }
         t[i] = f;
         i += 1;
@@ -549,25 +604,34 @@ fn spelled_duration_unit(u: &[u8]) -> Option<f64> {
 /// content hash in a file name), so they are volatile, not signs of new work; a name with a
 /// number at its end (`report2024`, `part-00037`) is not id-like.
 pub fn is_id_like(text: &str) -> bool {
-    text.as_bytes()
-        .split(|c| !c.is_ascii_alphanumeric())
-        .any(|seg| {
-            if seg.len() < 6 {
-                return false;
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        // One alphanumeric segment per turn, measured in a single pass.
+        let mut len = 0;
+        let mut digits = 0;
+        let mut hex = true;
+        let mut switches = 0;
+        let mut prev_digit = false;
+        while i < b.len() {
+            let c = class(b[i]);
+            if c & (ALPHA | DIGIT) == 0 {
+                break;
             }
-            let digits = seg.iter().filter(|c| c.is_ascii_digit()).count();
-            if digits == 0 || digits == seg.len() {
-                return false;
-            }
-            if seg.iter().all(|&c| is_hex(c)) {
-                return true;
-            }
-            let switches = seg
-                .windows(2)
-                .filter(|w| w[0].is_ascii_digit() != w[1].is_ascii_digit())
-                .count();
-            switches >= 3
-        })
+            let digit = c & DIGIT != 0;
+            switches += usize::from(len > 0 && digit != prev_digit);
+            prev_digit = digit;
+            digits += usize::from(digit);
+            hex &= c & HEX != 0;
+            len += 1;
+            i += 1;
+        }
+        if len >= 6 && digits > 0 && digits < len && (hex || switches >= 3) {
+            return true;
+        }
+        i += 1;
+    }
+    false
 }
 
 /// True when `text` (a file name, path or quoted value) embeds a date *and* a time of day:
@@ -1085,7 +1149,7 @@ impl<'a, 'o> Tokenizer<'a, 'o> {
             role,
         });
         self.id_tokens |= matches!(kind, Placeholder::Hex | Placeholder::Id);
-        self.template.push_str(kind.token());
+        push_token(self.template, kind);
         self.lit_start = end;
         end
     }
@@ -1099,6 +1163,24 @@ impl<'a, 'o> Tokenizer<'a, 'o> {
         }
         self.lit_start = upto.max(self.lit_start);
     }
+}
+
+/// Appends the token of `kind` to `template`. One arm per kind, so that each copy has a
+/// constant length and compiles to a few stores rather than a `memcpy` call: a line has a
+/// placeholder every few words.
+#[inline]
+fn push_token(template: &mut String, kind: Placeholder) {
+    macro_rules! arms {
+        ($($k:ident),*) => {
+            match kind {
+                $(Placeholder::$k => template.push_str(Placeholder::$k.token()),)*
+            }
+        };
+    }
+    arms!(
+        Int, Float, Hex, Addr, Uuid, Timestamp, Date, Time, Ip, Path, Url, Duration, Quoted, Id,
+        Version
+    );
 }
 
 fn b_is_digit(b: &[u8], i: usize) -> bool {
