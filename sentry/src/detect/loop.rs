@@ -327,14 +327,10 @@ impl Track {
         self.exact_repeats.run(self.n - 1, p)
     }
 
-    /// Adds a line; returns the updated finding when the active cycle gained a repeat.
-    fn push(
-        &mut self,
-        cfg: &LoopConfig,
-        norm: &Normalized,
-        line: &Line,
-        vals: &ValueInfo,
-    ) -> Option<Finding> {
+    /// Adds a line; returns true when the active cycle gained a repeat and was scored again
+    /// (its finding is then [`scored`](Self::scored)). A finding is a large value and most
+    /// lines score nothing, so it stays here until the caller picks one to copy out.
+    fn push(&mut self, cfg: &LoopConfig, norm: &Normalized, line: &Line, vals: &ValueInfo) -> bool {
         let h = norm.hash;
         let x = vals.exact;
         let maxp = cfg.max_period.clamp(1, MAX_PERIOD).min(self.n);
@@ -400,20 +396,30 @@ impl Track {
                 let repeats = self.run(p) as usize / p + 1;
                 if repeats > active.repeats {
                     let first = active.first_line;
-                    return self.evaluate(cfg, p, repeats, first, line);
+                    self.evaluate(cfg, p, repeats, first, line);
+                    return true;
                 }
-                return None;
+                return false;
             }
             self.active = None;
         }
-        let found = best?;
+        let Some(found) = best else {
+            return false;
+        };
         let repeats = self.run(found) as usize / found + 1;
         let start = self.n - (self.run(found) as usize + found);
         let first = self.entry(start).seq;
-        self.evaluate(cfg, found, repeats, first, line)
+        self.evaluate(cfg, found, repeats, first, line);
+        true
     }
 
-    /// Scores the cycle of `period` lines that just completed `repeats` repeats.
+    /// The finding of the cycle scored by the latest [`push`](Self::push) that returned true.
+    fn scored(&self) -> Option<&Finding> {
+        self.active.as_ref().map(|a| &a.finding)
+    }
+
+    /// Scores the cycle of `period` lines that just completed `repeats` repeats; the finding
+    /// becomes the active one.
     fn evaluate(
         &mut self,
         cfg: &LoopConfig,
@@ -421,7 +427,7 @@ impl Track {
         repeats: usize,
         first_line: u64,
         line: &Line,
-    ) -> Option<Finding> {
+    ) {
         let r = repeats.min(MAX_REPEATS_SCORED).min(HISTORY / period);
         let last = self.n - 1;
         // Position of line `j` of the cycle `k` repeats back (k = 0 is the latest).
@@ -763,9 +769,8 @@ impl Track {
             period,
             first_line,
             repeats,
-            finding: finding.clone(),
+            finding,
         });
-        Some(finding)
     }
 
     /// True when value `s` of line `j` (in the latest repeat) contains the digits of a
@@ -1078,7 +1083,12 @@ impl LoopDetector {
             self.counters.novel_lines += 1;
         }
 
-        let mut best = self.global.push(&self.cfg, &self.norm, line, &self.vals);
+        // Which sequence scored the strongest finding on this line; copied out at the end.
+        let global_scored = self.global.push(&self.cfg, &self.norm, line, &self.vals);
+        let mut best_score = global_scored
+            .then(|| self.global.scored().map(|f| f.score))
+            .flatten();
+        let mut best_stream = None;
 
         let key = (line.pid, line.fd);
         match self.first_stream {
@@ -1100,13 +1110,20 @@ impl LoopDetector {
             }
             let track = self.streams.entry(key).or_insert_with(Track::new);
             track.last_write = self.writes;
-            if let Some(f) = track.push(&self.cfg, &self.norm, line, &self.vals) {
-                if best.as_ref().is_none_or(|b| f.score > b.score) {
-                    best = Some(f);
+            if track.push(&self.cfg, &self.norm, line, &self.vals) {
+                if let Some(score) = track.scored().map(|f| f.score) {
+                    if best_score.is_none_or(|b| score > b) {
+                        best_score = Some(score);
+                        best_stream = Some(track);
+                    }
                 }
             }
         }
-        best
+        match best_stream {
+            Some(track) => track.scored().cloned(),
+            None if best_score.is_some() => self.global.scored().cloned(),
+            None => None,
+        }
     }
 }
 

@@ -331,9 +331,13 @@ pub fn template_hash(bytes: &[u8]) -> u64 {
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        h = mix(h, u64::from_le_bytes(w));
+        // The last bytes, zero-padded, little-endian (assembled by hand: a copy of a
+        // variable length would be a call to `memcpy`, and values are short).
+        let w = rest
+            .iter()
+            .rev()
+            .fold(0u64, |w, &c| (w << 8) | u64::from(c));
+        h = mix(h, w);
     }
     // Final avalanche so that low bits are usable for bucketing.
     h ^= h >> 33;
@@ -410,6 +414,22 @@ fn is_path_char(c: u8) -> bool {
 #[inline]
 fn word_end(b: &[u8], i: usize) -> usize {
     i + b[i..].iter().take_while(|&&c| is_word(c)).count()
+}
+
+/// End of the run of word bytes starting at `i`, and how many of them are digits.
+#[inline]
+fn word_span(b: &[u8], i: usize) -> (usize, usize) {
+    let mut e = i;
+    let mut digits = 0;
+    while e < b.len() {
+        let c = class(b[e]);
+        if c & WORD == 0 {
+            break;
+        }
+        digits += usize::from(c & DIGIT != 0);
+        e += 1;
+    }
+    (e, digits)
 }
 
 fn digits_at(b: &[u8], i: usize) -> usize {
@@ -673,51 +693,251 @@ fn clock_time_at(b: &[u8]) -> bool {
         && field(2, 0, 59, true, false)
 }
 
-/// Classifies a lower-case literal word.
+/// What a keyword among a line's literal words says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keyword {
+    /// Something failed ([`Signals::error`]).
+    Error,
+    /// A retry ([`Signals::retry`]); the value after it changes by itself.
+    Retry,
+    /// A deliberate pause ([`Signals::sleep`]); the value after it changes by itself.
+    Sleep,
+    /// Work advancing ([`Signals::progress`]); the value after it is a counter.
+    Progress,
+    /// Names a value that changes by itself.
+    Volatile,
+}
+
+/// The keywords, lower case, by what they say.
+const KEYWORDS: [(&[&str], Keyword); 5] = [
+    (
+        &[
+            "error",
+            "errors",
+            "err",
+            "exception",
+            "traceback",
+            "fatal",
+            "panic",
+            "panicked",
+            "failed",
+            "failure",
+            "fail",
+            "fails",
+            "refused",
+            "denied",
+            "timeout",
+            "crash",
+            "crashed",
+            "abort",
+            "aborted",
+            "aborting",
+            "unreachable",
+            "econnrefused",
+            "enoent",
+            "critical",
+            "stacktrace",
+            "unhandled",
+            "unavailable",
+            "exceeded",
+            "segfault",
+            "killed",
+            // The signals a crash ends a process with (a bad memory access, an illegal
+            // instruction, `abort()`): `exited on signal 11 (SIGSEGV - core dumped)` and
+            // `Segmentation fault` report a crash whatever the log level says, unlike
+            // SIGTERM or SIGHUP, which are how a process is asked to stop or reload.
+            "sigsegv",
+            "sigbus",
+            "sigill",
+            "sigfpe",
+            "sigabrt",
+            "segmentation",
+        ],
+        Keyword::Error,
+    ),
+    (
+        &[
+            "retry",
+            "retrying",
+            "retries",
+            "reconnect",
+            "reconnecting",
+            "attempt",
+            "attempts",
+            "restarting",
+            "respawning",
+        ],
+        Keyword::Retry,
+    ),
+    (
+        &[
+            "sleep", "sleeping", "sleeps", "waiting", "wait", "backoff", "pausing",
+        ],
+        Keyword::Sleep,
+    ),
+    (
+        &[
+            "epoch",
+            "step",
+            "steps",
+            "iter",
+            "iteration",
+            "batch",
+            "page",
+            "chunk",
+            "part",
+            "progress",
+            "processed",
+            "downloaded",
+            "uploaded",
+            "completed",
+            "complete",
+            "done",
+            "row",
+            "rows",
+            "record",
+            "records",
+            "item",
+            "items",
+            "shard",
+            "block",
+            "frame",
+            "episode",
+            "sample",
+            "samples",
+            "offset",
+            "building",
+            "compiling",
+            "test",
+            "tests",
+            "file",
+            "files",
+        ],
+        Keyword::Progress,
+    ),
+    (
+        &[
+            "pid",
+            "ppid",
+            "tid",
+            "thread",
+            "port",
+            "id",
+            "req",
+            "request",
+            "ts",
+            "time",
+            "timestamp",
+            "seq",
+            "elapsed",
+            "took",
+            "latency",
+            "duration",
+            "try",
+            "uptime",
+            "worker",
+            "conn",
+            "session",
+        ],
+        Keyword::Volatile,
+    ),
+];
+
+/// Words outside this length range are never keywords.
+const KEYWORD_LEN: std::ops::RangeInclusive<usize> = 2..=12;
+
+/// Slots of [`KEYWORD_TABLE`]: a power of two, well above the number of keywords, so that a
+/// lookup nearly always ends at its first slot.
+const KEYWORD_SLOTS: usize = 256;
+
+/// A word of at most 15 bytes, lower-cased, as two numbers: its first eight bytes, then the
+/// others with its length in the top byte.
+const fn keyword_key(w: &[u8]) -> (u64, u64) {
+    let mut lo = 0;
+    let mut hi = (w.len() as u64) << 56;
+    let mut i = 0;
+    while i < w.len() {
+        let c = w[i].to_ascii_lowercase() as u64;
+        if i < 8 {
+            lo |= c << (8 * i);
+        } else {
+            hi |= c << (8 * (i - 8));
+        }
+        i += 1;
+    }
+    (lo, hi)
+}
+
+const fn keyword_slot((lo, hi): (u64, u64)) -> usize {
+    ((lo ^ hi.rotate_left(31)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize % KEYWORD_SLOTS
+}
+
+/// [`KEYWORDS`] as an open-addressing hash table, built at compile time: one lookup per
+/// literal word instead of a cascade of string comparisons.
+static KEYWORD_TABLE: [((u64, u64), Option<Keyword>); KEYWORD_SLOTS] = {
+    let mut table = [((0, 0), None); KEYWORD_SLOTS];
+    let mut g = 0;
+    while g < KEYWORDS.len() {
+        let (words, kind) = KEYWORDS[g];
+        let mut w = 0;
+        while w < words.len() {
+            let word = words[w].as_bytes();
+            assert!(
+                word.len() >= *KEYWORD_LEN.start() && word.len() <= *KEYWORD_LEN.end(),
+                "a keyword is outside KEYWORD_LEN"
+            );
+            let key = keyword_key(word);
+            let mut slot = keyword_slot(key);
+            while let (k, Some(_)) = table[slot] {
+                assert!(k.0 != key.0 || k.1 != key.1, "a keyword is listed twice");
+                slot = (slot + 1) % KEYWORD_SLOTS;
+            }
+            table[slot] = (key, Some(kind));
+            w += 1;
+        }
+        g += 1;
+    }
+    table
+};
+
+/// The keyword `w` is, in any letter case.
+fn keyword(w: &[u8]) -> Option<Keyword> {
+    if !KEYWORD_LEN.contains(&w.len()) {
+        return None;
+    }
+    let key = keyword_key(w);
+    let mut slot = keyword_slot(key);
+    loop {
+        match KEYWORD_TABLE[slot] {
+            (_, None) => return None,
+            (k, Some(kind)) if k == key => return Some(kind),
+            _ => slot = (slot + 1) % KEYWORD_SLOTS,
+        }
+    }
+}
+
+/// Classifies a literal word: sets the signal it carries, returns the role it gives the
+/// value after it.
 fn keyword_signals(w: &[u8], sig: &mut Signals) -> Role {
-    if w.len() < 2 || w.len() > 12 {
-        return Role::Plain;
-    }
-    let mut buf = [0u8; 12];
-    for (d, s) in buf.iter_mut().zip(w) {
-        *d = s.to_ascii_lowercase();
-    }
-    let l = &buf[..w.len()];
-    match l {
-        b"error" | b"errors" | b"err" | b"exception" | b"traceback" | b"fatal" | b"panic"
-        | b"panicked" | b"failed" | b"failure" | b"fail" | b"fails" | b"refused" | b"denied"
-        | b"timeout" | b"crash" | b"crashed" | b"abort" | b"aborted" | b"aborting"
-        | b"unreachable" | b"econnrefused" | b"enoent" | b"critical" | b"stacktrace"
-        | b"unhandled" | b"unavailable" | b"exceeded" | b"segfault" | b"killed"
-        // The signals a crash ends a process with (a bad memory access, an illegal
-        // instruction, `abort()`): `exited on signal 11 (SIGSEGV - core dumped)` and
-        // `Segmentation fault` report a crash whatever the log level says, unlike
-        // SIGTERM or SIGHUP, which are how a process is asked to stop or reload.
-        | b"sigsegv" | b"sigbus" | b"sigill" | b"sigfpe" | b"sigabrt" | b"segmentation" => {
+    match keyword(w) {
+        Some(Keyword::Error) => {
             sig.error = true;
             Role::Plain
         }
-        b"retry" | b"retrying" | b"retries" | b"reconnect" | b"reconnecting" | b"attempt"
-        | b"attempts" | b"restarting" | b"respawning" => {
+        Some(Keyword::Retry) => {
             sig.retry = true;
             Role::Volatile
         }
-        b"sleep" | b"sleeping" | b"sleeps" | b"waiting" | b"wait" | b"backoff" | b"pausing" => {
+        Some(Keyword::Sleep) => {
             sig.sleep = true;
             Role::Volatile
         }
-        b"epoch" | b"step" | b"steps" | b"iter" | b"iteration" | b"batch" | b"page" | b"chunk"
-        | b"part" | b"progress" | b"processed" | b"downloaded" | b"uploaded" | b"completed"
-        | b"complete" | b"done" | b"row" | b"rows" | b"record" | b"records" | b"item"
-        | b"items" | b"shard" | b"block" | b"frame" | b"episode" | b"sample" | b"samples"
-        | b"offset" | b"building" | b"compiling" | b"test" | b"tests" | b"file" | b"files" => {
+        Some(Keyword::Progress) => {
             sig.progress = true;
             Role::Counter
         }
-        b"pid" | b"ppid" | b"tid" | b"thread" | b"port" | b"id" | b"req" | b"request" | b"ts"
-        | b"time" | b"timestamp" | b"seq" | b"elapsed" | b"took" | b"latency" | b"duration"
-        | b"try" | b"uptime" | b"worker" | b"conn" | b"session" => Role::Volatile,
-        _ => Role::Plain,
+        Some(Keyword::Volatile) => Role::Volatile,
+        None => Role::Plain,
     }
 }
 
@@ -863,7 +1083,7 @@ impl<'a, 'o> Tokenizer<'a, 'o> {
 
     fn letter_token(&mut self, i: usize) -> usize {
         let b = self.b;
-        let we = word_end(b, i);
+        let (we, digits) = word_span(b, i);
         let word = &b[i..we];
         // URL: scheme://…
         if b.get(we..we + 3) == Some(b"://") && word.iter().all(|c| c.is_ascii_alphanumeric()) {
@@ -918,14 +1138,14 @@ impl<'a, 'o> Tokenizer<'a, 'o> {
                 return self.emit(i, end, Placeholder::Path, None);
             }
         }
-        self.word(i, we)
+        self.word(i, we, digits)
     }
 
-    /// A word of `[A-Za-z0-9_]` at `i..we` that is nothing more specific.
-    fn word(&mut self, i: usize, we: usize) -> usize {
+    /// A word of `[A-Za-z0-9_]` at `i..we`, `digits` of them digits, that is nothing more
+    /// specific.
+    fn word(&mut self, i: usize, we: usize, digits: usize) -> usize {
         let b = self.b;
         let word = &b[i..we];
-        let digits = word.iter().filter(|c| c.is_ascii_digit()).count();
         if digits == 0 {
             let had_error = self.signals.error;
             self.note_word(word);
