@@ -165,6 +165,14 @@ pub struct LineAssembler {
     chunks_since_sweep: u32,
 }
 
+/// Who wrote a piece of output, and when.
+#[derive(Debug, Clone, Copy)]
+struct Origin {
+    pid: u32,
+    fd: u32,
+    at: Duration,
+}
+
 /// Numbers and lends the completed lines; kept apart from the streams so that a stream can
 /// be fed in place (no removal and reinsertion per write).
 #[derive(Debug)]
@@ -254,7 +262,8 @@ impl LineAssembler {
             .entry(key)
             .or_insert_with(|| Stream::new(at, cap));
         stream.last_at = at;
-        self.out.feed(stream, cap, pid, fd, at, bytes, &mut emit);
+        self.out
+            .feed(stream, cap, Origin { pid, fd, at }, bytes, &mut emit);
     }
 
     /// Emits the partial line of every stream (end of input) and forgets all streams.
@@ -265,9 +274,12 @@ impl LineAssembler {
         for key in keys {
             if let Some(mut stream) = self.streams.remove(&key) {
                 if stream.total > 0 {
-                    let at = stream.last_at;
-                    self.out
-                        .finish_line(&mut stream, key.0, key.1, at, &mut emit);
+                    let origin = Origin {
+                        pid: key.0,
+                        fd: key.1,
+                        at: stream.last_at,
+                    };
+                    self.out.finish_line(&mut stream, origin, &mut emit);
                 }
             }
         }
@@ -288,8 +300,12 @@ impl LineAssembler {
         if let Some(key) = oldest {
             if let Some(mut stream) = self.streams.remove(&key) {
                 if stream.total > 0 {
-                    let at = stream.last_at;
-                    self.out.finish_line(&mut stream, key.0, key.1, at, emit);
+                    let origin = Origin {
+                        pid: key.0,
+                        fd: key.1,
+                        at: stream.last_at,
+                    };
+                    self.out.finish_line(&mut stream, origin, emit);
                 }
                 self.out.stats.evicted_streams += 1;
             }
@@ -298,14 +314,11 @@ impl LineAssembler {
 }
 
 impl Emitter {
-    #[allow(clippy::too_many_arguments)]
     fn feed(
         &mut self,
         s: &mut Stream,
         cap: usize,
-        pid: u32,
-        fd: u32,
-        at: Duration,
+        origin: Origin,
         bytes: &[u8],
         emit: &mut impl FnMut(&Line),
     ) {
@@ -316,10 +329,19 @@ impl Emitter {
                 let start = i;
                 i += plain_run(&bytes[i..]);
                 if i > start {
+                    let run = &bytes[start..i];
+                    if s.total == 0 && !s.cr_pending && bytes.get(i) == Some(&b'\n') {
+                        // A whole line in this write and nothing before it (the usual
+                        // case): lent straight from the write, not copied through the
+                        // stream's buffer. Plain bytes only, so not binary.
+                        let kept = &run[..run.len().min(cap)];
+                        self.emit_line(kept, run.len(), run.len(), false, origin, emit);
+                        i += 1;
+                        continue;
+                    }
                     if s.cr_pending {
                         self.start_rendition(s);
                     }
-                    let run = &bytes[start..i];
                     let room = cap.saturating_sub(s.buf.len());
                     s.buf.extend_from_slice(&run[..run.len().min(room)]);
                     s.len += run.len();
@@ -336,7 +358,7 @@ impl Emitter {
                     b'\n' => {
                         // `\r\n` is a plain newline: the pending rewrite is dropped.
                         s.cr_pending = false;
-                        self.finish_line(s, pid, fd, at, emit);
+                        self.finish_line(s, origin, emit);
                     }
                     b'\r' => s.cr_pending = true,
                     0x1b => {
@@ -371,7 +393,7 @@ impl Emitter {
                         // A newline aborts a broken sequence rather than vanishing in it.
                         b'\n' => {
                             s.cr_pending = false;
-                            self.finish_line(s, pid, fd, at, emit);
+                            self.finish_line(s, origin, emit);
                             Escape::Ground
                         }
                         // Any other byte completes a single-character escape (ESC 7, ESC M…).
@@ -385,7 +407,7 @@ impl Emitter {
                         b'\n' => {
                             s.escape = Escape::Ground;
                             s.cr_pending = false;
-                            self.finish_line(s, pid, fd, at, emit);
+                            self.finish_line(s, origin, emit);
                         }
                         _ => s.escape = Escape::Ground,
                     }
@@ -397,7 +419,7 @@ impl Emitter {
                         b'\n' => {
                             s.escape = Escape::Ground;
                             s.cr_pending = false;
-                            self.finish_line(s, pid, fd, at, emit);
+                            self.finish_line(s, origin, emit);
                         }
                         _ if s.escape_len > MAX_ESCAPE_BYTES => s.escape = Escape::Ground,
                         _ => {}
@@ -414,7 +436,7 @@ impl Emitter {
                         (_, b'\n') => {
                             s.escape = Escape::Ground;
                             s.cr_pending = false;
-                            self.finish_line(s, pid, fd, at, emit);
+                            self.finish_line(s, origin, emit);
                         }
                         _ if s.escape_len > MAX_ESCAPE_BYTES => s.escape = Escape::Ground,
                         _ => s.escape = Escape::Str,
@@ -422,6 +444,41 @@ impl Emitter {
                 }
             }
         }
+    }
+
+    /// Lends one logical line: `kept` the bytes kept of its final rendition, `len` that
+    /// rendition's length before the cap, `total` the bytes of all its renditions.
+    fn emit_line(
+        &mut self,
+        kept: &[u8],
+        len: usize,
+        total: usize,
+        binary: bool,
+        origin: Origin,
+        emit: &mut impl FnMut(&Line),
+    ) {
+        let truncated = len > kept.len();
+        self.seq += 1;
+        self.stats.lines += 1;
+        let line = &mut self.line;
+        line.text.clear();
+        if binary {
+            self.stats.binary_lines += 1;
+            self.stats.binary_bytes += total as u64;
+        } else {
+            if truncated {
+                self.stats.truncated_lines += 1;
+            }
+            push_lossy(&mut line.text, kept);
+        }
+        line.seq = self.seq;
+        line.pid = origin.pid;
+        line.fd = origin.fd;
+        line.at = origin.at;
+        line.truncated = truncated;
+        line.original_len = len;
+        line.binary = binary;
+        emit(line);
     }
 
     /// A bare `\r` followed by visible text: the new rendition replaces the old one.
@@ -434,37 +491,9 @@ impl Emitter {
         s.len = 0;
     }
 
-    fn finish_line(
-        &mut self,
-        s: &mut Stream,
-        pid: u32,
-        fd: u32,
-        at: Duration,
-        emit: &mut impl FnMut(&Line),
-    ) {
+    fn finish_line(&mut self, s: &mut Stream, origin: Origin, emit: &mut impl FnMut(&Line)) {
         let binary = s.nul || (s.controls as f64) > (s.total as f64) * BINARY_CONTROL_RATIO;
-        let truncated = s.len > s.buf.len();
-        self.seq += 1;
-        self.stats.lines += 1;
-        let line = &mut self.line;
-        line.text.clear();
-        if binary {
-            self.stats.binary_lines += 1;
-            self.stats.binary_bytes += s.total as u64;
-        } else {
-            if truncated {
-                self.stats.truncated_lines += 1;
-            }
-            push_lossy(&mut line.text, &s.buf);
-        }
-        line.seq = self.seq;
-        line.pid = pid;
-        line.fd = fd;
-        line.at = at;
-        line.truncated = truncated;
-        line.original_len = s.len;
-        line.binary = binary;
-        emit(line);
+        self.emit_line(&s.buf, s.len, s.total, binary, origin, emit);
         s.buf.clear();
         s.len = 0;
         s.controls = 0;

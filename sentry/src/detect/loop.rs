@@ -24,8 +24,7 @@
 //! Memory is bounded whatever the input length: a ring of the last [`HISTORY`] lines per
 //! tracked sequence, a bounded number of per-stream sequences, and bounded novelty sets.
 
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::detect::lines::Line;
@@ -91,48 +90,92 @@ pub struct ProgressCounters {
     pub binary_lines: u64,
 }
 
-/// Hasher for keys that already are good 64-bit hashes.
+/// A set of line hashes: open addressing with linear probing in a plain array, grown by
+/// doubling so that it is at most half full. The novelty sets are the detector's largest
+/// structures (about 1 MiB per generation), beyond the core's own cache, so each probe is
+/// one cache line here where a general hash set touched a control byte and a bucket.
 #[derive(Default)]
-struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
+struct HashSlots {
+    /// The hashes, 0 marking an empty slot; a length of zero or a power of two.
+    slots: Vec<u64>,
+    /// Hashes in `slots`.
+    len: usize,
+    /// Whether the hash 0 (which cannot be stored in `slots`) is in the set.
+    zero: bool,
 }
 
-type HashIdSet = HashSet<u64, BuildHasherDefault<IdentityHasher>>;
+impl HashSlots {
+    fn len(&self) -> usize {
+        self.len + usize::from(self.zero)
+    }
+
+    /// Where `h` (not 0) is, or else the empty slot where it would go. Hashes are well
+    /// mixed, so their top bits choose the first slot.
+    fn probe(&self, h: u64) -> Result<usize, usize> {
+        let mask = self.slots.len() - 1;
+        let mut i = (h >> (64 - self.slots.len().trailing_zeros())) as usize;
+        loop {
+            match self.slots[i] {
+                k if k == h => return Ok(i),
+                0 => return Err(i),
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    fn contains(&self, h: u64) -> bool {
+        if h == 0 {
+            return self.zero;
+        }
+        !self.slots.is_empty() && self.probe(h).is_ok()
+    }
+
+    /// Inserts `h`; true when it was not there.
+    fn insert(&mut self, h: u64) -> bool {
+        if h == 0 {
+            return !std::mem::replace(&mut self.zero, true);
+        }
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        match self.probe(h) {
+            Ok(_) => false,
+            Err(i) => {
+                self.slots[i] = h;
+                self.len += 1;
+                true
+            }
+        }
+    }
+
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(16);
+        let old = std::mem::replace(&mut self.slots, vec![0; size]);
+        for h in old.into_iter().filter(|&h| h != 0) {
+            if let Err(i) = self.probe(h) {
+                self.slots[i] = h;
+            }
+        }
+    }
+}
 
 /// A set of hashes with bounded memory: when the current generation fills, it becomes the
 /// previous one and the oldest generation is forgotten.
 #[derive(Default)]
 struct NoveltySet {
-    current: HashIdSet,
-    previous: HashIdSet,
+    current: HashSlots,
+    previous: HashSlots,
 }
 
 impl NoveltySet {
     /// Inserts `h`; true when it was not known.
     fn insert(&mut self, h: u64) -> bool {
-        if !self.previous.is_empty() && self.previous.contains(&h) {
+        if self.current.contains(h) || self.previous.contains(h) {
             return false;
         }
-        if self.current.len() < NOVELTY_GENERATION {
-            // One probe: `insert` reports whether `h` was already there.
-            return self.current.insert(h);
+        if self.current.len() >= NOVELTY_GENERATION {
+            self.previous = std::mem::take(&mut self.current);
         }
-        if self.current.contains(&h) {
-            return false;
-        }
-        self.previous = std::mem::take(&mut self.current);
         self.current.insert(h);
         true
     }
@@ -159,9 +202,8 @@ struct EntryValue {
 /// Per-line value information computed once and shared by every track.
 #[derive(Debug, Default)]
 struct ValueInfo {
-    hashes: Vec<u64>,
-    novel: Vec<bool>,
-    volatile: Vec<bool>,
+    /// The line's values as every track remembers them.
+    values: Vec<EntryValue>,
     exact: u64,
 }
 
@@ -205,7 +247,7 @@ struct Repeats {
     /// Hash of the line in each ring slot (line `m` is in slot `m % MAX_PERIOD`).
     slots: [u64; MAX_PERIOD],
     /// For each hash among the last `MAX_PERIOD` lines, the slots holding it (one bit each).
-    holders: HashMap<u64, u64, BuildHasherDefault<IdentityHasher>>,
+    holders: Holders,
     /// Bit `p - 1`: the latest line equals the line `p` earlier (for tracked periods).
     matched: u64,
     /// `since[p - 1]`: the line at which the current run of equal lines at period `p` began.
@@ -219,7 +261,7 @@ impl Repeats {
     fn new() -> Self {
         Repeats {
             slots: [0; MAX_PERIOD],
-            holders: HashMap::default(),
+            holders: Holders::new(),
             matched: 0,
             since: [0; MAX_PERIOD],
         }
@@ -230,10 +272,8 @@ impl Repeats {
     /// tracked).
     fn push(&mut self, n: usize, h: u64, maxp: usize) {
         let slot = n % MAX_PERIOD;
-        let bits = self.holders.entry(h).or_insert(0);
-        let mut holders = *bits;
         // The slot now holds line `n`.
-        *bits |= 1 << slot;
+        let mut holders = self.holders.add(h, 1 << slot);
         let mut matched = 0u64;
         while holders != 0 {
             // Slot `s` holds the line `p` earlier, `p` in 1..=MAX_PERIOD (the slot about to
@@ -254,12 +294,7 @@ impl Repeats {
         // ...and no longer the line MAX_PERIOD earlier, unless that one had the same hash.
         let old = self.slots[slot];
         if n >= MAX_PERIOD && old != h {
-            if let Some(bits) = self.holders.get_mut(&old) {
-                *bits &= !(1 << slot);
-                if *bits == 0 {
-                    self.holders.remove(&old);
-                }
-            }
+            self.holders.remove(old, 1 << slot);
         }
         self.slots[slot] = h;
     }
@@ -282,6 +317,81 @@ impl Repeats {
             return 0;
         }
         (last + 1 - self.since[p - 1]) as u32
+    }
+}
+
+/// Slots of [`Holders`]: a power of two, twice the most keys it holds (one per ring slot).
+const HOLDER_SLOTS: usize = 2 * MAX_PERIOD;
+const _: () = assert!(HOLDER_SLOTS.is_power_of_two());
+
+/// A map from line hash to ring-slot bits, for at most [`MAX_PERIOD`] hashes: open
+/// addressing with linear probing in a fixed table, an entry being empty when it holds no
+/// slot. Small enough to stay in cache; a general hash map cost several times more per line.
+struct Holders {
+    keys: [u64; HOLDER_SLOTS],
+    bits: [u64; HOLDER_SLOTS],
+}
+
+impl Holders {
+    fn new() -> Self {
+        Holders {
+            keys: [0; HOLDER_SLOTS],
+            bits: [0; HOLDER_SLOTS],
+        }
+    }
+
+    /// Where the probe for `h` starts (line hashes are well mixed: their top bits will do).
+    fn home(h: u64) -> usize {
+        (h >> (64 - HOLDER_SLOTS.trailing_zeros())) as usize
+    }
+
+    /// Adds `bit` to the slots of `h`; returns the slots it had before.
+    fn add(&mut self, h: u64, bit: u64) -> u64 {
+        let mut i = Self::home(h);
+        loop {
+            if self.bits[i] == 0 {
+                self.keys[i] = h;
+                self.bits[i] = bit;
+                return 0;
+            }
+            if self.keys[i] == h {
+                let before = self.bits[i];
+                self.bits[i] |= bit;
+                return before;
+            }
+            i = (i + 1) % HOLDER_SLOTS;
+        }
+    }
+
+    /// Takes `bit` from the slots of `h`, forgetting `h` when it has none left.
+    fn remove(&mut self, h: u64, bit: u64) {
+        let mut i = Self::home(h);
+        while self.keys[i] != h || self.bits[i] == 0 {
+            if self.bits[i] == 0 {
+                return;
+            }
+            i = (i + 1) % HOLDER_SLOTS;
+        }
+        self.bits[i] &= !bit;
+        if self.bits[i] != 0 {
+            return;
+        }
+        // Backward-shift deletion: move later entries of the probe run into the hole when
+        // their probe started at or before it, so that every lookup still finds its key.
+        let mut hole = i;
+        let mut j = (i + 1) % HOLDER_SLOTS;
+        while self.bits[j] != 0 {
+            let home = Self::home(self.keys[j]);
+            let from_home = j.wrapping_sub(home) % HOLDER_SLOTS;
+            let from_hole = j.wrapping_sub(hole) % HOLDER_SLOTS;
+            if from_home >= from_hole {
+                self.keys[hole] = self.keys[j];
+                self.bits[hole] = self.bits[j];
+                self.bits[j] = 0;
+                hole = j;
+            }
+            j = (j + 1) % HOLDER_SLOTS;
+        }
     }
 }
 
@@ -360,24 +470,7 @@ impl Track {
         };
         e.template.clone_from(&norm.template);
         e.raw.clone_from(&line.text);
-        e.values.clear();
-        e.values.extend(
-            norm.values
-                .iter()
-                .zip(&vals.novel)
-                .zip(&vals.volatile)
-                .zip(&vals.hashes)
-                .map(|(((v, &novel), &volatile), &hash)| EntryValue {
-                    kind: v.kind,
-                    volatile,
-                    counter: v.role == Role::Counter,
-                    hash,
-                    start: v.start,
-                    end: v.end,
-                    num: v.num,
-                    novel,
-                }),
-        );
+        e.values.clone_from(&vals.values);
         self.n += 1;
 
         // Only the periods at which the line repeats can qualify, in increasing order.
@@ -1042,15 +1135,12 @@ impl LoopDetector {
         self.counters.lines += 1;
         normalize_into(&line.text, &mut self.norm);
 
-        self.vals.hashes.clear();
-        self.vals.novel.clear();
-        self.vals.volatile.clear();
+        self.vals.values.clear();
         self.vals.exact = self.norm.hash;
         let mut novel = self.templates.insert(self.norm.hash);
         for v in &self.norm.values {
             let text = v.text(&line.text);
             let th = crate::detect::normalize::template_hash(text.as_bytes());
-            self.vals.hashes.push(th);
             // Novelty comes from word-like values only: a path or quoted value carrying a
             // hash or random token (`main.87b5988a.js`, `/tmp/tmpa8f3k2x9`) is new on every
             // repeat of a real loop.
@@ -1060,13 +1150,13 @@ impl LoopDetector {
                     v.kind,
                     Placeholder::Quoted | Placeholder::Path | Placeholder::Url
                 ) && is_id_like(text));
-            self.vals.volatile.push(volatile);
+            let mut new = false;
             if !volatile {
                 self.vals.exact =
                     (self.vals.exact.rotate_left(7) ^ th).wrapping_mul(0x9e37_79b9_7f4a_7c15);
                 // Keyed by template and slot so that `3` in one line is not `3` in another.
                 let key = th ^ self.norm.hash.rotate_left(17) ^ u64::from(v.slot);
-                let new = self.values.insert(key);
+                new = self.values.insert(key);
                 // A new number only counts as a novel line when it is a named counter:
                 // measurements (`temp 23.4`) change in loops too.
                 if v.role == Role::Counter
@@ -1074,10 +1164,17 @@ impl LoopDetector {
                 {
                     novel |= new;
                 }
-                self.vals.novel.push(new);
-            } else {
-                self.vals.novel.push(false);
             }
+            self.vals.values.push(EntryValue {
+                kind: v.kind,
+                volatile,
+                counter: v.role == Role::Counter,
+                hash: th,
+                start: v.start,
+                end: v.end,
+                num: v.num,
+                novel: new,
+            });
         }
         if novel {
             self.counters.novel_lines += 1;

@@ -604,7 +604,8 @@ fn is_duration_unit(u: &[u8]) -> Option<f64> {
     })
 }
 
-/// Seconds per unit for a duration unit written as a separate word (`376 ms`).
+/// Seconds per unit for a duration unit written as a separate word (`376 ms`). (`number`
+/// looks here only after a word starting with the first letter of one of them.)
 fn spelled_duration_unit(u: &[u8]) -> Option<f64> {
     Some(match u {
         b"ns" => 1e-9,
@@ -1171,7 +1172,7 @@ impl<'a, 'o> Tokenizer<'a, 'o> {
             let ds = we - tail;
             self.note_word(&word[..word.len() - tail]);
             // `v1.2.3` is a version, `node12` an int.
-            return self.number(ds);
+            return self.number(ds, tail);
         }
         if word.len() >= 8 && letters > 0 {
             return self.emit(i, we, Placeholder::Id, None);
@@ -1283,14 +1284,14 @@ impl<'a, 'o> Tokenizer<'a, 'o> {
                 return self.emit(i, end, Placeholder::Path, None);
             }
         }
-        self.number(i)
+        self.number(i, d)
     }
 
-    /// Number at `i` (digits known): int, float, version, duration, or a number with a
-    /// unit suffix (`12MB` → `<int>MB`).
-    fn number(&mut self, i: usize) -> usize {
+    /// Number at `i`, which starts with `digits` digits: int, float, version, duration, or a
+    /// number with a unit suffix (`12MB` → `<int>MB`).
+    fn number(&mut self, i: usize, digits: usize) -> usize {
         let b = self.b;
-        let scanned = scan_number(self.s, i);
+        let scanned = scan_number_after(self.s, i, digits);
         let (end, kind, num) = scanned;
         if kind == Placeholder::Version {
             return self.emit(i, end, kind, None);
@@ -1301,7 +1302,11 @@ impl<'a, 'o> Tokenizer<'a, 'o> {
         }
         // `376 ms`, `4.1 seconds`: a spelled-out unit after a space is a duration too (only
         // unambiguous units: `5 m` may be metres).
-        if byte(b, end) == b' ' && matches!(kind, Placeholder::Int | Placeholder::Float) {
+        // Every spelled-out unit starts with one of these letters.
+        if byte(b, end) == b' '
+            && matches!(kind, Placeholder::Int | Placeholder::Float)
+            && matches!(byte(b, end + 1), b'n' | b'u' | b'm' | b's' | b'h')
+        {
             let us = end + 1;
             let ue = us
                 + b[us..]
@@ -1417,8 +1422,12 @@ fn parse_int(d: &[u8]) -> f64 {
 
 /// Scans an int, float (with exponent) or dotted version at `i`.
 fn scan_number(s: &str, i: usize) -> (usize, Placeholder, Option<f64>) {
+    scan_number_after(s, i, digits_at(s.as_bytes(), i))
+}
+
+/// [`scan_number`] when the caller already knows the `d` digits at `i`.
+fn scan_number_after(s: &str, i: usize, d: usize) -> (usize, Placeholder, Option<f64>) {
     let b = s.as_bytes();
-    let d = digits_at(b, i);
     let mut end = i + d;
     let mut kind = Placeholder::Int;
     if byte(b, end) == b'.' && b_is_digit(b, end + 1) {
@@ -1681,10 +1690,9 @@ fn path(b: &[u8], i: usize) -> Option<usize> {
         // An extension starts with a letter: `1.90G` in `0.10G/1.90G` is a size.
         .is_some_and(|p| p > 0 && last.get(p + 1).is_some_and(|c| c.is_ascii_alphabetic()));
     let ok = (rooted && run.len() > 1) || slashes >= 2 || ext;
-    if !ok || run == b"/" || run.iter().all(|&c| c == b'/' || c == b'.') {
-        return None;
-    }
-    Some(e)
+    // (The run has a letter, which trimming cannot remove, so it is never `/` or made of
+    // slashes and dots only.)
+    ok.then_some(e)
 }
 
 #[cfg(test)]
