@@ -546,6 +546,7 @@ fn push_lossy(text: &mut String, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn chunk(pid: u32, fd: u32, ms: u64, bytes: &[u8]) -> OutputChunk {
         OutputChunk {
@@ -744,6 +745,61 @@ mod tests {
         };
         a.push(&c, |_| {});
         assert_eq!(a.stats().uncaptured_bytes, 7);
+    }
+
+    #[test]
+    fn plain_runs_stop_at_the_first_control_byte() {
+        for b in (0u8..0x20).chain([0x7f]) {
+            for at in 0..20 {
+                let mut bytes = vec![b'x'; 24];
+                bytes[at] = b;
+                assert_eq!(plain_run(&bytes), at, "byte {b:#x} at {at}");
+            }
+        }
+        assert_eq!(
+            plain_run("héllo wörld, ok".as_bytes()),
+            "héllo wörld, ok".len()
+        );
+        assert_eq!(plain_run(b""), 0);
+    }
+
+    proptest! {
+        /// However the output is cut into writes, the same lines come out: a line that
+        /// arrives whole in one write takes a shorter path than one assembled across writes.
+        #[test]
+        fn lines_do_not_depend_on_how_writes_are_cut(
+            text in proptest::collection::vec(
+                prop_oneof![
+                    Just(b'\n'), Just(b'\r'), Just(0x1b), Just(b'['), Just(b'm'), Just(0u8),
+                    Just(b'\t'), Just(0xc3), Just(0xa9), 0x20u8..0x7f,
+                ],
+                0..300,
+            ),
+            cuts in proptest::collection::vec(1usize..40, 1..20),
+        ) {
+            let limits = Limits { max_line_bytes: 16, ..Limits::default() };
+            let whole = assemble(limits, &[chunk(1, 1, 0, &text)]);
+            let mut chunks = Vec::new();
+            let mut at = 0;
+            for (k, cut) in cuts.iter().cycle().enumerate() {
+                if at >= text.len() {
+                    break;
+                }
+                let end = (at + cut).min(text.len());
+                chunks.push(chunk(1, 1, k as u64, &text[at..end]));
+                at = end;
+            }
+            let pieces = assemble(limits, &chunks);
+            let strip = |lines: Vec<Line>| -> Vec<(String, bool, usize, bool)> {
+                lines
+                    .into_iter()
+                    .map(|l| (l.text, l.truncated, l.original_len, l.binary))
+                    .collect()
+            };
+            prop_assert_eq!(whole.1.lines, pieces.1.lines);
+            prop_assert_eq!(whole.1.truncated_lines, pieces.1.truncated_lines);
+            prop_assert_eq!(strip(whole.0), strip(pieces.0));
+        }
     }
 
     #[test]

@@ -647,7 +647,7 @@ impl Track {
                             // ids, transaction ids, byte counts: nothing says work advanced.
                             continue;
                         }
-                        if erring_cycle && !series.iter().any(|v| v.counter) && unit_step(&nums) {
+                        if erring_cycle && !series.iter().any(|v| v.counter) && unit_step(nums) {
                             // A number stepping by one on every repeat of a failing cycle
                             // counts the failures (restart counter, generation id): runaway
                             // evidence, not progress. A named progress counter (`offset`,
@@ -665,8 +665,7 @@ impl Track {
                             });
                             continue;
                         }
-                        if erring_cycle && !series.iter().any(|v| v.counter) && allocated_id(&nums)
-                        {
+                        if erring_cycle && !series.iter().any(|v| v.counter) && allocated_id(nums) {
                             // A number rising by a few on every repeat of a failing cycle
                             // (`worker 4102 started` after `worker 4100 exited on SIGSEGV`,
                             // then 4107 after 4105…) is an identifier handed out per attempt:
@@ -1228,6 +1227,7 @@ impl LoopDetector {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::{HashMap, HashSet};
 
     fn line(seq: u64, pid: u32, fd: u32, text: &str) -> Line {
         Line {
@@ -1920,6 +1920,57 @@ mod tests {
             let texts: Vec<String> = lines.into_iter().filter(|l| seen.insert(l.clone())).collect();
             let (fired, max, _) = run(&texts);
             prop_assert!(fired.is_none(), "random distinct lines fired (score {})", max);
+        }
+    }
+
+    proptest! {
+        /// The fixed slot table agrees with a hash map under adds and removals, with hashes
+        /// drawn so that many share a home slot (top bits) and probe runs wrap around.
+        #[test]
+        fn holders_agree_with_a_map(
+            ops in proptest::collection::vec((0u64..24, 0usize..MAX_PERIOD, any::<bool>()), 0..600),
+        ) {
+            // Few home slots, two of them at the end of the table so that runs wrap.
+            let hash = |k: u64| {
+                let home = if k < 12 { (126 + k % 3) % 128 } else { 60 + k % 2 };
+                home << 57 | k
+            };
+            let mut holders = Holders::new();
+            let mut reference: HashMap<u64, u64> = HashMap::new();
+            for (k, slot, add) in ops {
+                let h = hash(k);
+                let bit = 1u64 << slot;
+                if add {
+                    let before = reference.get(&h).copied().unwrap_or(0);
+                    prop_assert_eq!(holders.add(h, bit), before);
+                    *reference.entry(h).or_insert(0) |= bit;
+                } else {
+                    holders.remove(h, bit);
+                    if let Some(bits) = reference.get_mut(&h) {
+                        *bits &= !bit;
+                        if *bits == 0 {
+                            reference.remove(&h);
+                        }
+                    }
+                }
+                for k in 0..24 {
+                    let h = hash(k);
+                    // Adding no bit is a lookup (an absent key stays absent: no bits).
+                    prop_assert_eq!(holders.add(h, 0), reference.get(&h).copied().unwrap_or(0));
+                }
+            }
+        }
+
+        /// The array set agrees with a hash set, zero and growth included.
+        #[test]
+        fn hash_slots_agree_with_a_set(keys in proptest::collection::vec(any::<u64>().prop_map(|k| (k % 5000).wrapping_mul(0x9e37_79b9_7f4a_7c15)), 0..3000)) {
+            let mut slots = HashSlots::default();
+            let mut reference = HashSet::new();
+            for k in keys {
+                prop_assert_eq!(slots.contains(k), reference.contains(&k));
+                prop_assert_eq!(slots.insert(k), reference.insert(k));
+                prop_assert_eq!(slots.len(), reference.len());
+            }
         }
     }
 }

@@ -356,6 +356,8 @@ const QUOTE: u8 = 16;
 /// `<`, which starts every placeholder.
 const LT: u8 = 32;
 const DIGIT: u8 = 64;
+/// A byte after which no token starts: a word byte, or the `>` closing a placeholder.
+const NO_BOUNDARY: u8 = 128;
 
 static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -383,6 +385,9 @@ static CLASS: [u8; 256] = {
         }
         if c.is_ascii_digit() {
             f |= DIGIT;
+        }
+        if f & WORD != 0 || c == b'>' {
+            f |= NO_BOUNDARY;
         }
         t[i] = f;
         i += 1;
@@ -985,7 +990,7 @@ impl<'a, 'o> Tokenizer<'a, 'o> {
             // `>` counts as part of a word: a template's placeholder (`<int>`) must stop
             // what follows exactly as the word it replaced did, or normalising a template
             // would change it.
-            let boundary = i == 0 || !(is_word(b[i - 1]) || b[i - 1] == b'>');
+            let boundary = i == 0 || class(b[i - 1]) & NO_BOUNDARY == 0;
             if !boundary || c == b' ' {
                 i += 1;
                 continue;
@@ -1413,11 +1418,10 @@ fn b_is_digit(b: &[u8], i: usize) -> bool {
 }
 
 fn parse_int(d: &[u8]) -> f64 {
-    let mut v: u64 = 0;
-    for &c in d.iter().take(19) {
-        v = v.saturating_mul(10).saturating_add(u64::from(c - b'0'));
-    }
-    v as f64
+    // Nineteen digits stay below 10^19 < 2^64: no step can overflow.
+    d.iter()
+        .take(19)
+        .fold(0u64, |v, &c| v * 10 + u64::from(c - b'0')) as f64
 }
 
 /// Scans an int, float (with exponent) or dotted version at `i`.
@@ -2003,7 +2007,63 @@ mod tests {
         }
     }
 
+    #[test]
+    fn every_keyword_is_found_in_any_case_and_nothing_else_is() {
+        for (words, kind) in KEYWORDS {
+            for w in words {
+                assert_eq!(keyword(w.as_bytes()), Some(kind), "{w}");
+                assert_eq!(keyword(w.to_uppercase().as_bytes()), Some(kind), "{w}");
+            }
+        }
+        for w in [
+            "e", "errorx", "erro", "server", "GET", "sigsegvx", "", "ÉRROR", "err\0",
+        ] {
+            assert_eq!(keyword(w.as_bytes()), None, "{w:?}");
+        }
+    }
+
+    /// The pre-table classifier, kept as the reference for `is_id_like`.
+    fn is_id_like_reference(text: &str) -> bool {
+        text.as_bytes()
+            .split(|c| !c.is_ascii_alphanumeric())
+            .any(|seg| {
+                if seg.len() < 6 {
+                    return false;
+                }
+                let digits = seg.iter().filter(|c| c.is_ascii_digit()).count();
+                if digits == 0 || digits == seg.len() {
+                    return false;
+                }
+                if seg.iter().all(|c| c.is_ascii_hexdigit()) {
+                    return true;
+                }
+                let switches = seg
+                    .windows(2)
+                    .filter(|w| w[0].is_ascii_digit() != w[1].is_ascii_digit())
+                    .count();
+                switches >= 3
+            })
+    }
+
     proptest! {
+        #[test]
+        fn fast_float_parse_agrees_with_str_parse(int in 0u64..(1 << 54), decimals in 0usize..25) {
+            let digits = int.to_string();
+            let text = if decimals == 0 || decimals >= digits.len() {
+                format!("0.{}{digits}", "0".repeat(decimals.saturating_sub(digits.len())))
+            } else {
+                format!("{}.{}", &digits[..digits.len() - decimals], &digits[digits.len() - decimals..])
+            };
+            if let Some(fast) = parse_float(text.as_bytes()) {
+                prop_assert_eq!(Some(fast), text.parse::<f64>().ok(), "{}", text);
+            }
+        }
+
+        #[test]
+        fn id_like_agrees_with_its_reference(s in "[a-f0-9g-z_./-]{0,40}") {
+            prop_assert_eq!(is_id_like(&s), is_id_like_reference(&s));
+        }
+
         #[test]
         fn never_panics_and_is_idempotent(s in "\\PC{0,120}") {
             let once = normalize(&s);
