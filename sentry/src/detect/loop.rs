@@ -2,10 +2,10 @@
 //! [`MAX_PERIOD`] lines repeated back to back) and weighs whether the repetition is a runaway
 //! or legitimate work.
 //!
-//! Periodicity is found cheaply: for every period `p` a running count of consecutive lines
-//! whose template equals the template `p` lines earlier is kept, so each line costs
-//! `MAX_PERIOD` hash comparisons. A count of `(k - 1) * p` means a `p`-line cycle has been
-//! seen `k` times. This runs on the merged sequence of all streams (so a loop that restarts
+//! Periodicity is found cheaply: for every period `p` a run of consecutive lines whose
+//! template equals the template `p` lines earlier is kept, and a line finds the earlier lines
+//! with its template in one lookup, so it touches only the periods at which it repeats. A run
+//! of `(k - 1) * p` lines means a `p`-line cycle has been seen `k` times. This runs on the merged sequence of all streams (so a loop that restarts
 //! under new pids, or interleaves stdout and stderr in a fixed order, is one sequence) and,
 //! once several streams write, also per `(pid, fd)` (so a loop next to a noisy healthy
 //! neighbour is still seen).
