@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     let mut a = LineAssembler::new(limits);
     let mut d = LoopDetector::default();
     let mut expected_seq = 0u64;
-    let mut check = |l: sentry::detect::lines::Line| {
+    let mut check = |l: &sentry::detect::lines::Line| {
         expected_seq += 1;
         assert_eq!(l.seq, expected_seq);
         assert!(l.text.chars().count() <= 64, "cap exceeded: {}", l.text.len());
@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(l.original_len >= l.text.len().min(l.original_len));
         let n = normalize(&l.text);
         assert_eq!(normalize(&n.template).template, n.template);
-        d.observe(&l);
+        d.observe(l);
     };
     // The first bytes choose how the rest is split into writes and streams.
     let mut i = 0usize;

@@ -3,7 +3,9 @@
 //! peak resident memory after a long input, then the same figures as one JSON line that
 //! `cargo xtask bench detect` parses. Target: at least 1,000,000 lines/s.
 //!
-//! Run with `cargo bench -p sentry --bench detect_throughput` (optionally `-- LINES`).
+//! Run with `cargo bench -p sentry --bench detect_throughput` (optionally `-- LINES [KIND]`).
+//! KIND 0 to 7 generates lines of that kind only: kind 4, an access log, repeats one template on
+//! every line, so the loop detector rescores a one-line cycle on every line (its worst case).
 
 use std::time::{Duration, Instant};
 
@@ -21,14 +23,14 @@ impl Rng {
     }
 }
 
-/// Appends one realistic line of about 80 bytes.
-fn gen_line(rng: &mut Rng, i: u64, out: &mut Vec<u8>) {
+/// Appends one realistic line of about 80 bytes, of kind `kind` (0 to 7) or of a random kind.
+fn gen_line(rng: &mut Rng, i: u64, kind: Option<u64>, out: &mut Vec<u8>) {
     use std::io::Write;
     let r = rng.next();
     let s = (i / 10) % 60;
     let ms = r % 1000;
     // Write errors into a Vec cannot happen; the result is ignored on purpose.
-    let _ = match r % 8 {
+    let _ = match kind.unwrap_or(r) % 8 {
         0 => writeln!(out, "2024-05-01T10:00:{s:02}.{ms:03}Z INFO  server: GET /api/v1/items/{} 200 {}ms", r % 5000, r % 90),
         1 => writeln!(out, "2024-05-01T10:00:{s:02}.{ms:03}Z WARN  pool: connection {} idle for {}s, closing", r % 64, r % 300),
         2 => writeln!(out, "epoch 3 step {i} loss {:.4} lr 0.0003 grad_norm {:.3} tokens/s {}", (r % 10000) as f64 / 5000.0, (r % 977) as f64 / 100.0, r % 90000),
@@ -48,10 +50,12 @@ fn peak_rss_bytes() -> Option<u64> {
 }
 
 fn main() {
-    let lines: u64 = std::env::args()
+    // `cargo bench` adds `--bench`: only numbers are ours.
+    let mut numbers = std::env::args()
         .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(3_000_000);
+        .filter_map(|a| a.parse::<u64>().ok());
+    let lines = numbers.next().unwrap_or(3_000_000);
+    let kind = numbers.next();
 
     // Output is generated in ~64 KiB writes (as a pipe or PTY delivers it) and only the
     // pipeline is timed; the input is never held whole, so the peak RSS is the pipeline's.
@@ -67,7 +71,7 @@ fn main() {
     while i < lines {
         buf.clear();
         while buf.len() < 64 * 1024 && i < lines {
-            gen_line(&mut rng, i, &mut buf);
+            gen_line(&mut rng, i, kind, &mut buf);
             i += 1;
         }
         bytes += buf.len();

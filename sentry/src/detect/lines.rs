@@ -161,9 +161,27 @@ impl Stream {
 pub struct LineAssembler {
     limits: Limits,
     streams: HashMap<(u32, u32), Stream>,
+    out: Emitter,
+    chunks_since_sweep: u32,
+}
+
+/// Who wrote a piece of output, and when.
+#[derive(Debug, Clone, Copy)]
+struct Origin {
+    pid: u32,
+    fd: u32,
+    at: Duration,
+}
+
+/// Numbers and lends the completed lines; kept apart from the streams so that a stream can
+/// be fed in place (no removal and reinsertion per write).
+#[derive(Debug)]
+struct Emitter {
     seq: u64,
     stats: AssemblyStats,
-    chunks_since_sweep: u32,
+    /// The line lent to `emit`; its text buffer is reused from one line to the next, so
+    /// emitting a line allocates nothing once the buffer has grown to the longest line.
+    line: Line,
 }
 
 impl Default for LineAssembler {
@@ -183,15 +201,27 @@ impl LineAssembler {
         LineAssembler {
             limits,
             streams: HashMap::new(),
-            seq: 0,
-            stats: AssemblyStats::default(),
+            out: Emitter {
+                seq: 0,
+                stats: AssemblyStats::default(),
+                line: Line {
+                    seq: 0,
+                    pid: 0,
+                    fd: 0,
+                    at: Duration::ZERO,
+                    text: String::new(),
+                    truncated: false,
+                    original_len: 0,
+                    binary: false,
+                },
+            },
             chunks_since_sweep: 0,
         }
     }
 
     /// What has been seen so far.
     pub fn stats(&self) -> AssemblyStats {
-        self.stats
+        self.out.stats
     }
 
     /// Number of streams currently held.
@@ -199,11 +229,12 @@ impl LineAssembler {
         self.streams.len()
     }
 
-    /// Feeds one chunk; every line it completes is passed to `emit` in order.
-    pub fn push(&mut self, chunk: &OutputChunk, mut emit: impl FnMut(Line)) {
+    /// Feeds one chunk; every line it completes is lent to `emit` in order (clone it to
+    /// keep it: the assembler reuses its buffer for the next line).
+    pub fn push(&mut self, chunk: &OutputChunk, mut emit: impl FnMut(&Line)) {
         self.push_bytes(chunk.pid, chunk.fd, chunk.at, &chunk.bytes, &mut emit);
         let missing = chunk.written_len.saturating_sub(chunk.bytes.len() as u64);
-        self.stats.uncaptured_bytes += missing;
+        self.out.stats.uncaptured_bytes += missing;
     }
 
     /// Feeds raw bytes written by `pid` to `fd` at `at`; like [`push`](Self::push) without
@@ -214,7 +245,7 @@ impl LineAssembler {
         fd: u32,
         at: Duration,
         bytes: &[u8],
-        mut emit: impl FnMut(Line),
+        mut emit: impl FnMut(&Line),
     ) {
         self.chunks_since_sweep += 1;
         if self.chunks_since_sweep >= 4096 {
@@ -226,25 +257,29 @@ impl LineAssembler {
             self.evict_oldest(&mut emit);
         }
         let cap = self.limits.max_line_bytes;
-        let mut stream = match self.streams.remove(&key) {
-            Some(s) => s,
-            None => Stream::new(at, cap),
-        };
+        let stream = self
+            .streams
+            .entry(key)
+            .or_insert_with(|| Stream::new(at, cap));
         stream.last_at = at;
-        self.feed(&mut stream, pid, fd, at, bytes, &mut emit);
-        self.streams.insert(key, stream);
+        self.out
+            .feed(stream, cap, Origin { pid, fd, at }, bytes, &mut emit);
     }
 
     /// Emits the partial line of every stream (end of input) and forgets all streams.
-    pub fn flush(&mut self, mut emit: impl FnMut(Line)) {
+    pub fn flush(&mut self, mut emit: impl FnMut(&Line)) {
         let mut keys: Vec<(u32, u32)> = self.streams.keys().copied().collect();
         // Deterministic order: oldest write first, then by key.
         keys.sort_by_key(|k| (self.streams.get(k).map(|s| s.last_at), *k));
         for key in keys {
             if let Some(mut stream) = self.streams.remove(&key) {
                 if stream.total > 0 {
-                    let at = stream.last_at;
-                    self.finish_line(&mut stream, key.0, key.1, at, &mut emit);
+                    let origin = Origin {
+                        pid: key.0,
+                        fd: key.1,
+                        at: stream.last_at,
+                    };
+                    self.out.finish_line(&mut stream, origin, &mut emit);
                 }
             }
         }
@@ -256,7 +291,7 @@ impl LineAssembler {
             .retain(|_, s| !(s.is_empty() && now.saturating_sub(s.last_at) >= idle));
     }
 
-    fn evict_oldest(&mut self, emit: &mut impl FnMut(Line)) {
+    fn evict_oldest(&mut self, emit: &mut impl FnMut(&Line)) {
         let oldest = self
             .streams
             .iter()
@@ -265,37 +300,48 @@ impl LineAssembler {
         if let Some(key) = oldest {
             if let Some(mut stream) = self.streams.remove(&key) {
                 if stream.total > 0 {
-                    let at = stream.last_at;
-                    self.finish_line(&mut stream, key.0, key.1, at, emit);
+                    let origin = Origin {
+                        pid: key.0,
+                        fd: key.1,
+                        at: stream.last_at,
+                    };
+                    self.out.finish_line(&mut stream, origin, emit);
                 }
-                self.stats.evicted_streams += 1;
+                self.out.stats.evicted_streams += 1;
             }
         }
     }
+}
 
+impl Emitter {
     fn feed(
         &mut self,
         s: &mut Stream,
-        pid: u32,
-        fd: u32,
-        at: Duration,
+        cap: usize,
+        origin: Origin,
         bytes: &[u8],
-        emit: &mut impl FnMut(Line),
+        emit: &mut impl FnMut(&Line),
     ) {
-        let cap = self.limits.max_line_bytes;
         let mut i = 0;
         while i < bytes.len() {
             if s.escape == Escape::Ground {
                 // Fast path: copy a run of printable bytes (including UTF-8) in one go.
                 let start = i;
-                while i < bytes.len() && is_plain(bytes[i]) {
-                    i += 1;
-                }
+                i += plain_run(&bytes[i..]);
                 if i > start {
+                    let run = &bytes[start..i];
+                    if s.total == 0 && !s.cr_pending && bytes.get(i) == Some(&b'\n') {
+                        // A whole line in this write and nothing before it (the usual
+                        // case): lent straight from the write, not copied through the
+                        // stream's buffer. Plain bytes only, so not binary.
+                        let kept = &run[..run.len().min(cap)];
+                        self.emit_line(kept, run.len(), run.len(), false, origin, emit);
+                        i += 1;
+                        continue;
+                    }
                     if s.cr_pending {
                         self.start_rendition(s);
                     }
-                    let run = &bytes[start..i];
                     let room = cap.saturating_sub(s.buf.len());
                     s.buf.extend_from_slice(&run[..run.len().min(room)]);
                     s.len += run.len();
@@ -312,7 +358,7 @@ impl LineAssembler {
                     b'\n' => {
                         // `\r\n` is a plain newline: the pending rewrite is dropped.
                         s.cr_pending = false;
-                        self.finish_line(s, pid, fd, at, emit);
+                        self.finish_line(s, origin, emit);
                     }
                     b'\r' => s.cr_pending = true,
                     0x1b => {
@@ -347,7 +393,7 @@ impl LineAssembler {
                         // A newline aborts a broken sequence rather than vanishing in it.
                         b'\n' => {
                             s.cr_pending = false;
-                            self.finish_line(s, pid, fd, at, emit);
+                            self.finish_line(s, origin, emit);
                             Escape::Ground
                         }
                         // Any other byte completes a single-character escape (ESC 7, ESC M…).
@@ -361,7 +407,7 @@ impl LineAssembler {
                         b'\n' => {
                             s.escape = Escape::Ground;
                             s.cr_pending = false;
-                            self.finish_line(s, pid, fd, at, emit);
+                            self.finish_line(s, origin, emit);
                         }
                         _ => s.escape = Escape::Ground,
                     }
@@ -373,7 +419,7 @@ impl LineAssembler {
                         b'\n' => {
                             s.escape = Escape::Ground;
                             s.cr_pending = false;
-                            self.finish_line(s, pid, fd, at, emit);
+                            self.finish_line(s, origin, emit);
                         }
                         _ if s.escape_len > MAX_ESCAPE_BYTES => s.escape = Escape::Ground,
                         _ => {}
@@ -390,7 +436,7 @@ impl LineAssembler {
                         (_, b'\n') => {
                             s.escape = Escape::Ground;
                             s.cr_pending = false;
-                            self.finish_line(s, pid, fd, at, emit);
+                            self.finish_line(s, origin, emit);
                         }
                         _ if s.escape_len > MAX_ESCAPE_BYTES => s.escape = Escape::Ground,
                         _ => s.escape = Escape::Str,
@@ -398,6 +444,41 @@ impl LineAssembler {
                 }
             }
         }
+    }
+
+    /// Lends one logical line: `kept` the bytes kept of its final rendition, `len` that
+    /// rendition's length before the cap, `total` the bytes of all its renditions.
+    fn emit_line(
+        &mut self,
+        kept: &[u8],
+        len: usize,
+        total: usize,
+        binary: bool,
+        origin: Origin,
+        emit: &mut impl FnMut(&Line),
+    ) {
+        let truncated = len > kept.len();
+        self.seq += 1;
+        self.stats.lines += 1;
+        let line = &mut self.line;
+        line.text.clear();
+        if binary {
+            self.stats.binary_lines += 1;
+            self.stats.binary_bytes += total as u64;
+        } else {
+            if truncated {
+                self.stats.truncated_lines += 1;
+            }
+            push_lossy(&mut line.text, kept);
+        }
+        line.seq = self.seq;
+        line.pid = origin.pid;
+        line.fd = origin.fd;
+        line.at = origin.at;
+        line.truncated = truncated;
+        line.original_len = len;
+        line.binary = binary;
+        emit(line);
     }
 
     /// A bare `\r` followed by visible text: the new rendition replaces the old one.
@@ -410,38 +491,9 @@ impl LineAssembler {
         s.len = 0;
     }
 
-    fn finish_line(
-        &mut self,
-        s: &mut Stream,
-        pid: u32,
-        fd: u32,
-        at: Duration,
-        emit: &mut impl FnMut(Line),
-    ) {
+    fn finish_line(&mut self, s: &mut Stream, origin: Origin, emit: &mut impl FnMut(&Line)) {
         let binary = s.nul || (s.controls as f64) > (s.total as f64) * BINARY_CONTROL_RATIO;
-        let truncated = s.len > s.buf.len();
-        self.seq += 1;
-        self.stats.lines += 1;
-        let text = if binary {
-            self.stats.binary_lines += 1;
-            self.stats.binary_bytes += s.total as u64;
-            String::new()
-        } else {
-            if truncated {
-                self.stats.truncated_lines += 1;
-            }
-            lossy_string(&s.buf)
-        };
-        emit(Line {
-            seq: self.seq,
-            pid,
-            fd,
-            at,
-            text,
-            truncated,
-            original_len: s.len,
-            binary,
-        });
+        self.emit_line(&s.buf, s.len, s.total, binary, origin, emit);
         s.buf.clear();
         s.len = 0;
         s.controls = 0;
@@ -457,18 +509,44 @@ fn is_plain(b: u8) -> bool {
     b >= 0x20 && b != 0x7f
 }
 
-/// UTF-8 text, with invalid sequences (including a multi-byte character cut by the cap)
-/// replaced by U+FFFD.
-fn lossy_string(bytes: &[u8]) -> String {
+/// Length of the run of [plain](is_plain) bytes at the start of `bytes`. Looks at eight
+/// bytes at a time: a line is mostly one such run, and this scan is the assembler's main cost.
+#[inline]
+fn plain_run(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut words = bytes.chunks_exact(8);
+    let mut n = 0;
+    for w in &mut words {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        let x = u64::from_le_bytes(a);
+        // Some byte below 0x20, or some byte equal to 0x7f (a zero byte of `x ^ 0x7f…`):
+        // the classic "has less than" / "has zero" word tests.
+        let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+        let del = x ^ (ONES * 0x7f);
+        let del = del.wrapping_sub(ONES) & !del & HIGH;
+        if control | del != 0 {
+            break;
+        }
+        n += 8;
+    }
+    n + bytes[n..].iter().take_while(|&&b| is_plain(b)).count()
+}
+
+/// Appends `bytes` as UTF-8 text, with invalid sequences (including a multi-byte character
+/// cut by the cap) replaced by U+FFFD.
+fn push_lossy(text: &mut String, bytes: &[u8]) {
     match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_owned(),
-        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        Ok(s) => text.push_str(s),
+        Err(_) => text.push_str(&String::from_utf8_lossy(bytes)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn chunk(pid: u32, fd: u32, ms: u64, bytes: &[u8]) -> OutputChunk {
         OutputChunk {
@@ -484,9 +562,9 @@ mod tests {
         let mut a = LineAssembler::new(limits);
         let mut out = Vec::new();
         for c in chunks {
-            a.push(c, |l| out.push(l));
+            a.push(c, |l| out.push(l.clone()));
         }
-        a.flush(|l| out.push(l));
+        a.flush(|l| out.push(l.clone()));
         (out, a.stats())
     }
 
@@ -641,14 +719,16 @@ mod tests {
         let mut a = LineAssembler::new(limits);
         let mut out = Vec::new();
         for pid in 0..10u32 {
-            a.push(&chunk(pid, 1, u64::from(pid), b"partial"), |l| out.push(l));
+            a.push(&chunk(pid, 1, u64::from(pid), b"partial"), |l| {
+                out.push(l.clone())
+            });
             assert!(a.open_streams() <= 4);
         }
         assert_eq!(a.stats().evicted_streams, 6);
         // Evicted partial lines are not lost: they were emitted.
         assert_eq!(out.len(), 6);
         assert_eq!(out[0].pid, 0);
-        a.flush(|l| out.push(l));
+        a.flush(|l| out.push(l.clone()));
         assert_eq!(out.len(), 10);
         assert_eq!(a.open_streams(), 0);
     }
@@ -665,6 +745,61 @@ mod tests {
         };
         a.push(&c, |_| {});
         assert_eq!(a.stats().uncaptured_bytes, 7);
+    }
+
+    #[test]
+    fn plain_runs_stop_at_the_first_control_byte() {
+        for b in (0u8..0x20).chain([0x7f]) {
+            for at in 0..20 {
+                let mut bytes = vec![b'x'; 24];
+                bytes[at] = b;
+                assert_eq!(plain_run(&bytes), at, "byte {b:#x} at {at}");
+            }
+        }
+        assert_eq!(
+            plain_run("héllo wörld, ok".as_bytes()),
+            "héllo wörld, ok".len()
+        );
+        assert_eq!(plain_run(b""), 0);
+    }
+
+    proptest! {
+        /// However the output is cut into writes, the same lines come out: a line that
+        /// arrives whole in one write takes a shorter path than one assembled across writes.
+        #[test]
+        fn lines_do_not_depend_on_how_writes_are_cut(
+            text in proptest::collection::vec(
+                prop_oneof![
+                    Just(b'\n'), Just(b'\r'), Just(0x1b), Just(b'['), Just(b'm'), Just(0u8),
+                    Just(b'\t'), Just(0xc3), Just(0xa9), 0x20u8..0x7f,
+                ],
+                0..300,
+            ),
+            cuts in proptest::collection::vec(1usize..40, 1..20),
+        ) {
+            let limits = Limits { max_line_bytes: 16, ..Limits::default() };
+            let whole = assemble(limits, &[chunk(1, 1, 0, &text)]);
+            let mut chunks = Vec::new();
+            let mut at = 0;
+            for (k, cut) in cuts.iter().cycle().enumerate() {
+                if at >= text.len() {
+                    break;
+                }
+                let end = (at + cut).min(text.len());
+                chunks.push(chunk(1, 1, k as u64, &text[at..end]));
+                at = end;
+            }
+            let pieces = assemble(limits, &chunks);
+            let strip = |lines: Vec<Line>| -> Vec<(String, bool, usize, bool)> {
+                lines
+                    .into_iter()
+                    .map(|l| (l.text, l.truncated, l.original_len, l.binary))
+                    .collect()
+            };
+            prop_assert_eq!(whole.1.lines, pieces.1.lines);
+            prop_assert_eq!(whole.1.truncated_lines, pieces.1.truncated_lines);
+            prop_assert_eq!(strip(whole.0), strip(pieces.0));
+        }
     }
 
     #[test]

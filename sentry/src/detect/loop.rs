@@ -2,10 +2,10 @@
 //! [`MAX_PERIOD`] lines repeated back to back) and weighs whether the repetition is a runaway
 //! or legitimate work.
 //!
-//! Periodicity is found cheaply: for every period `p` a running count of consecutive lines
-//! whose template equals the template `p` lines earlier is kept, so each line costs
-//! `MAX_PERIOD` hash comparisons. A count of `(k - 1) * p` means a `p`-line cycle has been
-//! seen `k` times. This runs on the merged sequence of all streams (so a loop that restarts
+//! Periodicity is found cheaply: for every period `p` a run of consecutive lines whose
+//! template equals the template `p` lines earlier is kept, and a line finds the earlier lines
+//! with its template in one lookup, so it touches only the periods at which it repeats. A run
+//! of `(k - 1) * p` lines means a `p`-line cycle has been seen `k` times. This runs on the merged sequence of all streams (so a loop that restarts
 //! under new pids, or interleaves stdout and stderr in a fixed order, is one sequence) and,
 //! once several streams write, also per `(pid, fd)` (so a loop next to a noisy healthy
 //! neighbour is still seen).
@@ -24,8 +24,7 @@
 //! Memory is bounded whatever the input length: a ring of the last [`HISTORY`] lines per
 //! tracked sequence, a bounded number of per-stream sequences, and bounded novelty sets.
 
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::detect::lines::Line;
@@ -91,38 +90,87 @@ pub struct ProgressCounters {
     pub binary_lines: u64,
 }
 
-/// Hasher for keys that already are good 64-bit hashes.
+/// A set of line hashes: open addressing with linear probing in a plain array, grown by
+/// doubling so that it is at most half full. The novelty sets are the detector's largest
+/// structures (about 1 MiB per generation), beyond the core's own cache, so each probe is
+/// one cache line here where a general hash set touched a control byte and a bucket.
 #[derive(Default)]
-struct IdentityHasher(u64);
-
-impl Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
+struct HashSlots {
+    /// The hashes, 0 marking an empty slot; a length of zero or a power of two.
+    slots: Vec<u64>,
+    /// Hashes in `slots`.
+    len: usize,
+    /// Whether the hash 0 (which cannot be stored in `slots`) is in the set.
+    zero: bool,
 }
 
-type HashIdSet = HashSet<u64, BuildHasherDefault<IdentityHasher>>;
+impl HashSlots {
+    fn len(&self) -> usize {
+        self.len + usize::from(self.zero)
+    }
+
+    /// Where `h` (not 0) is, or else the empty slot where it would go. Hashes are well
+    /// mixed, so their top bits choose the first slot.
+    fn probe(&self, h: u64) -> Result<usize, usize> {
+        let mask = self.slots.len() - 1;
+        let mut i = (h >> (64 - self.slots.len().trailing_zeros())) as usize;
+        loop {
+            match self.slots[i] {
+                k if k == h => return Ok(i),
+                0 => return Err(i),
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    fn contains(&self, h: u64) -> bool {
+        if h == 0 {
+            return self.zero;
+        }
+        !self.slots.is_empty() && self.probe(h).is_ok()
+    }
+
+    /// Inserts `h`; true when it was not there.
+    fn insert(&mut self, h: u64) -> bool {
+        if h == 0 {
+            return !std::mem::replace(&mut self.zero, true);
+        }
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        match self.probe(h) {
+            Ok(_) => false,
+            Err(i) => {
+                self.slots[i] = h;
+                self.len += 1;
+                true
+            }
+        }
+    }
+
+    fn grow(&mut self) {
+        let size = (self.slots.len() * 2).max(16);
+        let old = std::mem::replace(&mut self.slots, vec![0; size]);
+        for h in old.into_iter().filter(|&h| h != 0) {
+            if let Err(i) = self.probe(h) {
+                self.slots[i] = h;
+            }
+        }
+    }
+}
 
 /// A set of hashes with bounded memory: when the current generation fills, it becomes the
 /// previous one and the oldest generation is forgotten.
 #[derive(Default)]
 struct NoveltySet {
-    current: HashIdSet,
-    previous: HashIdSet,
+    current: HashSlots,
+    previous: HashSlots,
 }
 
 impl NoveltySet {
     /// Inserts `h`; true when it was not known.
     fn insert(&mut self, h: u64) -> bool {
-        if self.current.contains(&h) || self.previous.contains(&h) {
+        if self.current.contains(h) || self.previous.contains(h) {
             return false;
         }
         if self.current.len() >= NOVELTY_GENERATION {
@@ -154,9 +202,8 @@ struct EntryValue {
 /// Per-line value information computed once and shared by every track.
 #[derive(Debug, Default)]
 struct ValueInfo {
-    hashes: Vec<u64>,
-    novel: Vec<bool>,
-    volatile: Vec<bool>,
+    /// The line's values as every track remembers them.
+    values: Vec<EntryValue>,
     exact: u64,
 }
 
@@ -187,19 +234,178 @@ struct Active {
     finding: Finding,
 }
 
+/// For one kind of line hash, which lines equal the line `p` earlier, for every period `p`
+/// at once.
+///
+/// The obvious way, comparing each new line with each of the last [`MAX_PERIOD`] lines,
+/// costs `MAX_PERIOD` comparisons per line and was most of the detector's time. Here each
+/// hash among the last `MAX_PERIOD` lines maps to the ring slots holding it, so a line finds
+/// its earlier equals with one lookup and touches only the periods at which it repeats. A
+/// run is kept as the line at which it began rather than as a count, so the periods at which
+/// the line does not repeat need no update either.
+struct Repeats {
+    /// Hash of the line in each ring slot (line `m` is in slot `m % MAX_PERIOD`).
+    slots: [u64; MAX_PERIOD],
+    /// For each hash among the last `MAX_PERIOD` lines, the slots holding it (one bit each).
+    holders: Holders,
+    /// Bit `p - 1`: the latest line equals the line `p` earlier (for tracked periods).
+    matched: u64,
+    /// `since[p - 1]`: the line at which the current run of equal lines at period `p` began.
+    since: [usize; MAX_PERIOD],
+}
+
+// Periods are bits of a u64.
+const _: () = assert!(MAX_PERIOD <= 64);
+
+impl Repeats {
+    fn new() -> Self {
+        Repeats {
+            slots: [0; MAX_PERIOD],
+            holders: Holders::new(),
+            matched: 0,
+            since: [0; MAX_PERIOD],
+        }
+    }
+
+    /// Records line `n` with hash `h`, for the periods up to `maxp` (the others never
+    /// match: a period beyond the configured maximum or beyond the lines seen is not
+    /// tracked).
+    fn push(&mut self, n: usize, h: u64, maxp: usize) {
+        let slot = n % MAX_PERIOD;
+        // The slot now holds line `n`.
+        let mut holders = self.holders.add(h, 1 << slot);
+        let mut matched = 0u64;
+        while holders != 0 {
+            // Slot `s` holds the line `p` earlier, `p` in 1..=MAX_PERIOD (the slot about to
+            // be reused holds the line MAX_PERIOD earlier).
+            let s = holders.trailing_zeros() as usize;
+            holders &= holders - 1;
+            let p = (n + MAX_PERIOD - 1 - s) % MAX_PERIOD + 1;
+            if p <= maxp {
+                matched |= 1 << (p - 1);
+            }
+        }
+        let mut begun = matched & !self.matched;
+        while begun != 0 {
+            self.since[begun.trailing_zeros() as usize] = n;
+            begun &= begun - 1;
+        }
+        self.matched = matched;
+        // ...and no longer the line MAX_PERIOD earlier, unless that one had the same hash.
+        let old = self.slots[slot];
+        if n >= MAX_PERIOD && old != h {
+            self.holders.remove(old, 1 << slot);
+        }
+        self.slots[slot] = h;
+    }
+
+    /// The periods at which the latest line repeats, in increasing order.
+    fn matched_periods(&self) -> impl Iterator<Item = usize> {
+        let mut bits = self.matched;
+        std::iter::from_fn(move || {
+            let p = bits.trailing_zeros() as usize + 1;
+            bits &= bits.checked_sub(1)?;
+            Some(p)
+        })
+    }
+
+    /// Consecutive lines up to line `last` (the latest pushed) equal to the line `p`
+    /// earlier (`1 <= p <= MAX_PERIOD`). Counted in a `u32` like the per-period counters
+    /// this replaces.
+    fn run(&self, last: usize, p: usize) -> u32 {
+        if self.matched >> (p - 1) & 1 == 0 {
+            return 0;
+        }
+        (last + 1 - self.since[p - 1]) as u32
+    }
+}
+
+/// Slots of [`Holders`]: a power of two, twice the most keys it holds (one per ring slot).
+const HOLDER_SLOTS: usize = 2 * MAX_PERIOD;
+const _: () = assert!(HOLDER_SLOTS.is_power_of_two());
+
+/// A map from line hash to ring-slot bits, for at most [`MAX_PERIOD`] hashes: open
+/// addressing with linear probing in a fixed table, an entry being empty when it holds no
+/// slot. Small enough to stay in cache; a general hash map cost several times more per line.
+struct Holders {
+    keys: [u64; HOLDER_SLOTS],
+    bits: [u64; HOLDER_SLOTS],
+}
+
+impl Holders {
+    fn new() -> Self {
+        Holders {
+            keys: [0; HOLDER_SLOTS],
+            bits: [0; HOLDER_SLOTS],
+        }
+    }
+
+    /// Where the probe for `h` starts (line hashes are well mixed: their top bits will do).
+    fn home(h: u64) -> usize {
+        (h >> (64 - HOLDER_SLOTS.trailing_zeros())) as usize
+    }
+
+    /// Adds `bit` to the slots of `h`; returns the slots it had before.
+    fn add(&mut self, h: u64, bit: u64) -> u64 {
+        let mut i = Self::home(h);
+        loop {
+            if self.bits[i] == 0 {
+                self.keys[i] = h;
+                self.bits[i] = bit;
+                return 0;
+            }
+            if self.keys[i] == h {
+                let before = self.bits[i];
+                self.bits[i] |= bit;
+                return before;
+            }
+            i = (i + 1) % HOLDER_SLOTS;
+        }
+    }
+
+    /// Takes `bit` from the slots of `h`, forgetting `h` when it has none left.
+    fn remove(&mut self, h: u64, bit: u64) {
+        let mut i = Self::home(h);
+        while self.keys[i] != h || self.bits[i] == 0 {
+            if self.bits[i] == 0 {
+                return;
+            }
+            i = (i + 1) % HOLDER_SLOTS;
+        }
+        self.bits[i] &= !bit;
+        if self.bits[i] != 0 {
+            return;
+        }
+        // Backward-shift deletion: move later entries of the probe run into the hole when
+        // their probe started at or before it, so that every lookup still finds its key.
+        let mut hole = i;
+        let mut j = (i + 1) % HOLDER_SLOTS;
+        while self.bits[j] != 0 {
+            let home = Self::home(self.keys[j]);
+            let from_home = j.wrapping_sub(home) % HOLDER_SLOTS;
+            let from_hole = j.wrapping_sub(hole) % HOLDER_SLOTS;
+            if from_home >= from_hole {
+                self.keys[hole] = self.keys[j];
+                self.bits[hole] = self.bits[j];
+                self.bits[j] = 0;
+                hole = j;
+            }
+            j = (j + 1) % HOLDER_SLOTS;
+        }
+    }
+}
+
 /// Periodicity tracking over one sequence of lines.
 struct Track {
-    hashes: Vec<u64>,
-    /// Template hash combined with the line's non-volatile values: equal only when the
-    /// line really repeats (same file, same name), not merely has the same shape.
-    exact: Vec<u64>,
+    /// Repeats of the template hash.
+    repeats: Repeats,
+    /// Repeats of the template hash combined with the line's non-volatile values: equal
+    /// only when the line really repeats (same file, same name), not merely has the same
+    /// shape.
+    exact_repeats: Repeats,
     entries: Vec<Entry>,
     /// Lines pushed so far.
     n: usize,
-    /// `runs[p]`: consecutive lines equal to the line `p` earlier.
-    runs: [u32; MAX_PERIOD + 1],
-    /// Like `runs`, over `exact`.
-    exact_runs: [u32; MAX_PERIOD + 1],
     active: Option<Active>,
     last_write: u64,
 }
@@ -207,12 +413,10 @@ struct Track {
 impl Track {
     fn new() -> Self {
         Track {
-            hashes: vec![0; HISTORY],
-            exact: vec![0; HISTORY],
+            repeats: Repeats::new(),
+            exact_repeats: Repeats::new(),
             entries: vec![Entry::default(); HISTORY],
             n: 0,
-            runs: [0; MAX_PERIOD + 1],
-            exact_runs: [0; MAX_PERIOD + 1],
             active: None,
             last_write: 0,
         }
@@ -222,14 +426,21 @@ impl Track {
         &self.entries[pos % HISTORY]
     }
 
-    /// Adds a line; returns the updated finding when the active cycle gained a repeat.
-    fn push(
-        &mut self,
-        cfg: &LoopConfig,
-        norm: &Normalized,
-        line: &Line,
-        vals: &ValueInfo,
-    ) -> Option<Finding> {
+    /// Consecutive lines up to the latest equal to the line `p` earlier (`1 <= p <=
+    /// MAX_PERIOD`).
+    fn run(&self, p: usize) -> u32 {
+        self.repeats.run(self.n - 1, p)
+    }
+
+    /// Like [`run`](Self::run), over the exact hashes.
+    fn exact_run(&self, p: usize) -> u32 {
+        self.exact_repeats.run(self.n - 1, p)
+    }
+
+    /// Adds a line; returns true when the active cycle gained a repeat and was scored again
+    /// (its finding is then [`scored`](Self::scored)). A finding is a large value and most
+    /// lines score nothing, so it stays here until the caller picks one to copy out.
+    fn push(&mut self, cfg: &LoopConfig, norm: &Normalized, line: &Line, vals: &ValueInfo) -> bool {
         let h = norm.hash;
         let x = vals.exact;
         let maxp = cfg.max_period.clamp(1, MAX_PERIOD).min(self.n);
@@ -238,27 +449,9 @@ impl Track {
         // contain a short repeating stretch (`init stage 1/8`…), which must not hide it.
         // Among equally long runs the shortest period wins (a 2-line loop is also a
         // 4-line one).
-        let mut best: Option<usize> = None;
-        for p in 1..=maxp {
-            let at = (self.n - p) % HISTORY;
-            self.runs[p] = if self.hashes[at] == h {
-                self.runs[p] + 1
-            } else {
-                0
-            };
-            if self.runs[p] as usize >= need * p && best.is_none_or(|b| self.runs[p] > self.runs[b])
-            {
-                best = Some(p);
-            }
-            self.exact_runs[p] = if self.exact[at] == x {
-                self.exact_runs[p] + 1
-            } else {
-                0
-            };
-        }
+        self.repeats.push(self.n, h, maxp);
+        self.exact_repeats.push(self.n, x, maxp);
         let idx = self.n % HISTORY;
-        self.hashes[idx] = h;
-        self.exact[idx] = x;
         let e = &mut self.entries[idx];
         e.seq = line.seq;
         e.at = line.at;
@@ -277,47 +470,49 @@ impl Track {
         };
         e.template.clone_from(&norm.template);
         e.raw.clone_from(&line.text);
-        e.values.clear();
-        e.values.extend(
-            norm.values
-                .iter()
-                .zip(&vals.novel)
-                .zip(&vals.volatile)
-                .zip(&vals.hashes)
-                .map(|(((v, &novel), &volatile), &hash)| EntryValue {
-                    kind: v.kind,
-                    volatile,
-                    counter: v.role == Role::Counter,
-                    hash,
-                    start: v.start,
-                    end: v.end,
-                    num: v.num,
-                    novel,
-                }),
-        );
+        e.values.clone_from(&vals.values);
         self.n += 1;
+
+        // Only the periods at which the line repeats can qualify, in increasing order.
+        let mut best: Option<usize> = None;
+        for p in self.repeats.matched_periods() {
+            let run = self.run(p);
+            if run as usize >= need * p && best.is_none_or(|b| run > self.run(b)) {
+                best = Some(p);
+            }
+        }
 
         if let Some(active) = &self.active {
             let p = active.period;
-            let longer = best.is_some_and(|q| q != p && self.runs[q] > self.runs[p]);
-            if self.runs[p] > 0 && !longer {
-                let repeats = self.runs[p] as usize / p + 1;
+            let longer = best.is_some_and(|q| q != p && self.run(q) > self.run(p));
+            if self.run(p) > 0 && !longer {
+                let repeats = self.run(p) as usize / p + 1;
                 if repeats > active.repeats {
                     let first = active.first_line;
-                    return self.evaluate(cfg, p, repeats, first, line);
+                    self.evaluate(cfg, p, repeats, first, line);
+                    return true;
                 }
-                return None;
+                return false;
             }
             self.active = None;
         }
-        let found = best?;
-        let repeats = self.runs[found] as usize / found + 1;
-        let start = self.n - (self.runs[found] as usize + found);
+        let Some(found) = best else {
+            return false;
+        };
+        let repeats = self.run(found) as usize / found + 1;
+        let start = self.n - (self.run(found) as usize + found);
         let first = self.entry(start).seq;
-        self.evaluate(cfg, found, repeats, first, line)
+        self.evaluate(cfg, found, repeats, first, line);
+        true
     }
 
-    /// Scores the cycle of `period` lines that just completed `repeats` repeats.
+    /// The finding of the cycle scored by the latest [`push`](Self::push) that returned true.
+    fn scored(&self) -> Option<&Finding> {
+        self.active.as_ref().map(|a| &a.finding)
+    }
+
+    /// Scores the cycle of `period` lines that just completed `repeats` repeats; the finding
+    /// becomes the active one.
     fn evaluate(
         &mut self,
         cfg: &LoopConfig,
@@ -325,7 +520,7 @@ impl Track {
         repeats: usize,
         first_line: u64,
         line: &Line,
-    ) -> Option<Finding> {
+    ) {
         let r = repeats.min(MAX_REPEATS_SCORED).min(HISTORY / period);
         let last = self.n - 1;
         // Position of line `j` of the cycle `k` repeats back (k = 0 is the latest).
@@ -336,11 +531,14 @@ impl Track {
         // previous attempt failed even when no error word says so.
         let mut failing_retries = 0usize;
         let mut retry_lines = 0usize;
-        let mut strong: Vec<String> = Vec::new();
-        let mut weak: Vec<String> = Vec::new();
-        let mut restart_counters: Vec<String> = Vec::new();
-        let mut budgets: Vec<String> = Vec::new();
-        let mut allocated_ids: Vec<String> = Vec::new();
+        // At most four progress notes are shown (strong ones first), and one of each other
+        // kind; the rest are only counted.
+        let mut strong = Notes::new(4);
+        let mut weak = Notes::new(4);
+        let mut restart_counters = Notes::new(1);
+        let mut budgets = Notes::new(1);
+        let mut allocated_ids = Notes::new(1);
+        let mut nums_buf = [0.0; MAX_REPEATS_SCORED];
         let mut ids_noted: Vec<usize> = Vec::new();
         let mut identical = true;
         // Counters only speak for progress in a cycle without errors: a retry loop numbers
@@ -365,10 +563,10 @@ impl Track {
                 if erring_cycle && r >= 3 && v0.kind == Placeholder::Int {
                     // Before the volatile test: the count sits next to a retry word, which
                     // marks numbers as volatile (`retrying (29 left)`).
-                    let nums: Option<Vec<f64>> = (0..r)
-                        .rev()
-                        .map(|k| self.entry(pos(j, k)).values[s].num)
-                        .collect();
+                    let nums = collect_nums(
+                        &mut nums_buf,
+                        (0..r).rev().map(|k| self.entry(pos(j, k)).values[s].num),
+                    );
                     if let Some(nums) = nums.filter(|n| countdown(n)) {
                         // A whole number falling by one on every repeat of a failing
                         // cycle (`29 retries left`, `remaining attempts: 3`) is a retry
@@ -376,14 +574,16 @@ impl Track {
                         // and a budget that is being spent usually means a check that
                         // is expected to come good (a service starting up). Counting up
                         // has no such end, so it stays a restart counter.
-                        budgets.push(format!(
-                            "{} in line {} of the cycle counts down by one per repeat \
-                             ({} → {}): a bounded retry budget",
-                            v0.kind,
-                            j + 1,
-                            fmt_num(nums[0]),
-                            fmt_num(nums[nums.len() - 1]),
-                        ));
+                        budgets.push(|| {
+                            format!(
+                                "{} in line {} of the cycle counts down by one per repeat \
+                                 ({} → {}): a bounded retry budget",
+                                v0.kind,
+                                j + 1,
+                                fmt_num(nums[0]),
+                                fmt_num(nums[nums.len() - 1]),
+                            )
+                        });
                         continue;
                     }
                 }
@@ -402,26 +602,32 @@ impl Track {
                         && !ids_noted.contains(&j)
                     {
                         ids_noted.push(j);
-                        weak.push(format!(
-                            "line {} of the cycle reports finished work with a new {} each time",
-                            j + 1,
-                            v0.kind
-                        ));
+                        weak.push(|| {
+                            format!(
+                                "line {} of the cycle reports finished work with a new {} \
+                                 each time",
+                                j + 1,
+                                v0.kind
+                            )
+                        });
                     }
                     continue;
                 }
                 // Chronological order: oldest repeat first.
-                let series: Vec<EntryValue> = (0..r)
-                    .rev()
-                    .map(|k| self.entry(pos(j, k)).values[s])
-                    .collect();
+                let mut series_buf = [v0; MAX_REPEATS_SCORED];
+                for (slot, k) in series_buf.iter_mut().zip((0..r).rev()) {
+                    *slot = self.entry(pos(j, k)).values[s];
+                }
+                let series = &series_buf[..r];
                 match v0.kind {
                     Placeholder::Int | Placeholder::Float => {
                         if r < 3 {
                             continue;
                         }
-                        let nums: Option<Vec<f64>> = series.iter().map(|v| v.num).collect();
-                        let Some(nums) = nums else { continue };
+                        let Some(nums) = collect_nums(&mut nums_buf, series.iter().map(|v| v.num))
+                        else {
+                            continue;
+                        };
                         if nums.iter().any(|x| x.abs() >= CLOCK_LIKE) {
                             continue;
                         }
@@ -441,24 +647,25 @@ impl Track {
                             // ids, transaction ids, byte counts: nothing says work advanced.
                             continue;
                         }
-                        if erring_cycle && !series.iter().any(|v| v.counter) && unit_step(&nums) {
+                        if erring_cycle && !series.iter().any(|v| v.counter) && unit_step(nums) {
                             // A number stepping by one on every repeat of a failing cycle
                             // counts the failures (restart counter, generation id): runaway
                             // evidence, not progress. A named progress counter (`offset`,
                             // `page`, `n/m`) or a larger step (a page size) is a position
                             // that advances, so it still weighs towards progress.
-                            restart_counters.push(format!(
-                                "{} in line {} of the cycle steps by one per repeat ({} → {}) \
-                                 while the cycle fails: a restart or retry counter",
-                                v0.kind,
-                                j + 1,
-                                fmt_num(nums[0]),
-                                fmt_num(nums[nums.len() - 1]),
-                            ));
+                            restart_counters.push(|| {
+                                format!(
+                                    "{} in line {} of the cycle steps by one per repeat \
+                                     ({} → {}) while the cycle fails: a restart or retry counter",
+                                    v0.kind,
+                                    j + 1,
+                                    fmt_num(nums[0]),
+                                    fmt_num(nums[nums.len() - 1]),
+                                )
+                            });
                             continue;
                         }
-                        if erring_cycle && !series.iter().any(|v| v.counter) && allocated_id(&nums)
-                        {
+                        if erring_cycle && !series.iter().any(|v| v.counter) && allocated_id(nums) {
                             // A number rising by a few on every repeat of a failing cycle
                             // (`worker 4102 started` after `worker 4100 exited on SIGSEGV`,
                             // then 4107 after 4105…) is an identifier handed out per attempt:
@@ -467,31 +674,35 @@ impl Track {
                             // batch, bytes) or names its counter; a fresh id for each crashed
                             // child is no more progress than the crash itself. Checked after
                             // the unit step, which says more (it counts the failures).
-                            allocated_ids.push(format!(
-                                "{} in line {} of the cycle rises by a few per repeat ({} → {}) \
-                                 while the cycle fails: an id handed out per attempt (a pid, a \
-                                 generation), not progress",
-                                v0.kind,
-                                j + 1,
-                                fmt_num(nums[0]),
-                                fmt_num(nums[nums.len() - 1]),
-                            ));
+                            allocated_ids.push(|| {
+                                format!(
+                                    "{} in line {} of the cycle rises by a few per repeat \
+                                     ({} → {}) while the cycle fails: an id handed out per \
+                                     attempt (a pid, a generation), not progress",
+                                    v0.kind,
+                                    j + 1,
+                                    fmt_num(nums[0]),
+                                    fmt_num(nums[nums.len() - 1]),
+                                )
+                            });
                             continue;
                         }
                         let kind = if up || down { "counter" } else { "value" };
-                        let what = format!(
-                            "{kind} {} in line {} of the cycle {} ({} → {})",
-                            v0.kind,
-                            j + 1,
-                            match (up, down, novel) {
-                                (true, _, true) => "advances to new values",
-                                (true, _, false) => "advances",
-                                (_, true, _) => "counts down",
-                                _ => "takes new values",
-                            },
-                            fmt_num(nums[0]),
-                            fmt_num(nums[nums.len() - 1]),
-                        );
+                        let what = || {
+                            format!(
+                                "{kind} {} in line {} of the cycle {} ({} → {})",
+                                v0.kind,
+                                j + 1,
+                                match (up, down, novel) {
+                                    (true, _, true) => "advances to new values",
+                                    (true, _, false) => "advances",
+                                    (_, true, _) => "counts down",
+                                    _ => "takes new values",
+                                },
+                                fmt_num(nums[0]),
+                                fmt_num(nums[nums.len() - 1]),
+                            )
+                        };
                         // A counter reaching values never seen before is new work; one that
                         // climbs the same steps again (a retry loop restarting at step 1),
                         // or a value that is merely new, is a hint only.
@@ -507,11 +718,13 @@ impl Track {
                             && !self.embeds_volatile_number(period, &pos, j, s)
                             && !(erring_cycle && self.embeds_clock_time(&pos, j, s))
                         {
-                            strong.push(format!(
-                                "a new {} on every repeat in line {} of the cycle",
-                                v0.kind,
-                                j + 1
-                            ));
+                            strong.push(|| {
+                                format!(
+                                    "a new {} on every repeat in line {} of the cycle",
+                                    v0.kind,
+                                    j + 1
+                                )
+                            });
                         }
                     }
                 }
@@ -526,8 +739,8 @@ impl Track {
         let slow = cycle_s.is_some_and(|c| c >= cfg.waiting_cycle.as_secs_f64());
         let waiting = error_lines == 0 && failing_retries == 0 && slow;
 
-        let strong_n = strong.len().min(2);
-        let weak_n = weak.len().min(2);
+        let strong_n = strong.count.min(2);
+        let weak_n = weak.count.min(2);
         // When every repeat does new work, more repeats are more work, not more evidence.
         let rep_cap = if strong_n > 0 {
             0.0
@@ -551,12 +764,12 @@ impl Track {
             logit += 0.5;
             reasons.push("repeats are byte-identical".to_owned());
         }
-        if let Some(c) = restart_counters.first() {
+        if let Some(c) = restart_counters.shown.first() {
             logit += 0.3;
             reasons.push(c.clone());
         }
         logit -= 2.5 * strong_n as f64 + 1.5 * weak_n as f64;
-        for s in strong.iter().chain(weak.iter()).take(4) {
+        for s in strong.shown.iter().chain(weak.shown.iter()).take(4) {
             reasons.push(format!("progress: {s}"));
         }
         if let Some(c) = cycle_s {
@@ -571,13 +784,13 @@ impl Track {
                 reasons.push(format!("{c:.3} s per repeat"));
             }
         }
-        if let Some(b) = budgets.first() {
+        if let Some(b) = budgets.shown.first() {
             reasons.push(b.clone());
         }
-        if let Some(i) = allocated_ids.first() {
+        if let Some(i) = allocated_ids.shown.first() {
             reasons.push(i.clone());
         }
-        if !waiting && (slow || !budgets.is_empty()) {
+        if !waiting && (slow || budgets.count > 0) {
             // A slow retry of a failing step, or one spending a bounded retry budget, may
             // still come good (a service that comes up after a few attempts): it gets the
             // benefit of the doubt for four repeats, and still crosses the alert level at
@@ -591,11 +804,13 @@ impl Track {
         // Same-shaped lines may cycle through a fixed set of values (an agent re-reading the
         // same 40 files): report the cycle of exact repeats once one full cycle is seen.
         let (ev_period, ev_repeats) = if strong_n == 0 {
-            (period..=MAX_PERIOD.min(self.n / 2))
-                .step_by(period)
-                .find(|&q| self.exact_runs[q] as usize >= q)
-                .map(|q| (q, self.exact_runs[q] as usize / q + 1))
-                .filter(|&(q, _)| q > period && self.exact_runs[period] == 0)
+            // Only periods at which the latest line repeats exactly have a run at all.
+            self.exact_repeats
+                .matched_periods()
+                .filter(|&q| q >= period && q <= self.n / 2 && q % period == 0)
+                .find(|&q| self.exact_run(q) as usize >= q)
+                .map(|q| (q, self.exact_run(q) as usize / q + 1))
+                .filter(|&(q, _)| q > period && self.exact_run(period) == 0)
                 .unwrap_or((period, repeats))
         } else {
             (period, repeats)
@@ -646,9 +861,8 @@ impl Track {
             period,
             first_line,
             repeats,
-            finding: finding.clone(),
+            finding,
         });
-        Some(finding)
     }
 
     /// True when value `s` of line `j` (in the latest repeat) contains the digits of a
@@ -661,12 +875,9 @@ impl Track {
         j: usize,
         s: usize,
     ) -> bool {
-        let text_of = |e: &Entry, v: &EntryValue| -> String {
-            e.raw
-                .get(v.start as usize..v.end as usize)
-                .unwrap_or("")
-                .to_owned()
-        };
+        fn text_of<'e>(e: &'e Entry, v: &EntryValue) -> &'e str {
+            e.raw.get(v.start as usize..v.end as usize).unwrap_or("")
+        }
         let line = self.entry(pos(j, 0));
         let Some(value) = line.values.get(s) else {
             return false;
@@ -680,7 +891,7 @@ impl Track {
                 }
                 let n = text_of(e, v);
                 // Short numbers (`2`, `42`) occur in names by chance.
-                n.len() >= 3 && text.contains(n.as_str())
+                n.len() >= 3 && text.contains(n)
             })
         })
     }
@@ -738,13 +949,14 @@ impl Track {
                     .min()
                     .unwrap_or(0);
                 for s in 0..nvals {
-                    let series: Option<Vec<f64>> = (0..r)
-                        .rev()
-                        .map(|k| {
+                    let mut buf = [0.0; MAX_REPEATS_SCORED];
+                    let series = collect_nums(
+                        &mut buf,
+                        (0..r).rev().map(|k| {
                             let v = self.entry(pos(j, k)).values[s];
                             (v.kind == Placeholder::Duration).then_some(v.num).flatten()
-                        })
-                        .collect();
+                        }),
+                    );
                     let Some(series) = series else { continue };
                     if series.windows(2).all(|w| w[1] > w[0]) {
                         let step = (series[r - 1] - series[0]) / (r - 1) as f64;
@@ -755,6 +967,46 @@ impl Track {
         }
         Some(elapsed.map_or(arrival, |e| e.max(arrival)))
     }
+}
+
+/// Notes of one kind found while scoring a cycle: how many, and the text of the first few.
+/// Only those few can reach the finding, so the others are never formatted (scoring runs on
+/// every repeat of a loop, i.e. on every line of a one-line loop).
+struct Notes {
+    count: usize,
+    shown: Vec<String>,
+    keep: usize,
+}
+
+impl Notes {
+    fn new(keep: usize) -> Self {
+        Notes {
+            count: 0,
+            shown: Vec::new(),
+            keep,
+        }
+    }
+
+    fn push(&mut self, text: impl FnOnce() -> String) {
+        if self.shown.len() < self.keep {
+            self.shown.push(text());
+        }
+        self.count += 1;
+    }
+}
+
+/// The numbers of a series of at most [`MAX_REPEATS_SCORED`] values, in `buf`; `None` when
+/// one of them has none.
+fn collect_nums(
+    buf: &mut [f64; MAX_REPEATS_SCORED],
+    nums: impl Iterator<Item = Option<f64>>,
+) -> Option<&[f64]> {
+    let mut n = 0;
+    for x in nums {
+        buf[n] = x?;
+        n += 1;
+    }
+    Some(&buf[..n])
 }
 
 /// True when the values are whole numbers falling by exactly one from each to the next.
@@ -798,6 +1050,10 @@ fn fmt_num(x: f64) -> String {
 }
 
 fn clip(s: &str) -> String {
+    // No more bytes than the limit, so no more characters either.
+    if s.len() <= EVIDENCE_LINE_CHARS {
+        return s.to_owned();
+    }
     match s.char_indices().nth(EVIDENCE_LINE_CHARS) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_owned(),
@@ -878,15 +1134,12 @@ impl LoopDetector {
         self.counters.lines += 1;
         normalize_into(&line.text, &mut self.norm);
 
-        self.vals.hashes.clear();
-        self.vals.novel.clear();
-        self.vals.volatile.clear();
+        self.vals.values.clear();
         self.vals.exact = self.norm.hash;
         let mut novel = self.templates.insert(self.norm.hash);
         for v in &self.norm.values {
             let text = v.text(&line.text);
             let th = crate::detect::normalize::template_hash(text.as_bytes());
-            self.vals.hashes.push(th);
             // Novelty comes from word-like values only: a path or quoted value carrying a
             // hash or random token (`main.87b5988a.js`, `/tmp/tmpa8f3k2x9`) is new on every
             // repeat of a real loop.
@@ -896,13 +1149,13 @@ impl LoopDetector {
                     v.kind,
                     Placeholder::Quoted | Placeholder::Path | Placeholder::Url
                 ) && is_id_like(text));
-            self.vals.volatile.push(volatile);
+            let mut new = false;
             if !volatile {
                 self.vals.exact =
                     (self.vals.exact.rotate_left(7) ^ th).wrapping_mul(0x9e37_79b9_7f4a_7c15);
                 // Keyed by template and slot so that `3` in one line is not `3` in another.
                 let key = th ^ self.norm.hash.rotate_left(17) ^ u64::from(v.slot);
-                let new = self.values.insert(key);
+                new = self.values.insert(key);
                 // A new number only counts as a novel line when it is a named counter:
                 // measurements (`temp 23.4`) change in loops too.
                 if v.role == Role::Counter
@@ -910,16 +1163,28 @@ impl LoopDetector {
                 {
                     novel |= new;
                 }
-                self.vals.novel.push(new);
-            } else {
-                self.vals.novel.push(false);
             }
+            self.vals.values.push(EntryValue {
+                kind: v.kind,
+                volatile,
+                counter: v.role == Role::Counter,
+                hash: th,
+                start: v.start,
+                end: v.end,
+                num: v.num,
+                novel: new,
+            });
         }
         if novel {
             self.counters.novel_lines += 1;
         }
 
-        let mut best = self.global.push(&self.cfg, &self.norm, line, &self.vals);
+        // Which sequence scored the strongest finding on this line; copied out at the end.
+        let global_scored = self.global.push(&self.cfg, &self.norm, line, &self.vals);
+        let mut best_score = global_scored
+            .then(|| self.global.scored().map(|f| f.score))
+            .flatten();
+        let mut best_stream = None;
 
         let key = (line.pid, line.fd);
         match self.first_stream {
@@ -941,13 +1206,20 @@ impl LoopDetector {
             }
             let track = self.streams.entry(key).or_insert_with(Track::new);
             track.last_write = self.writes;
-            if let Some(f) = track.push(&self.cfg, &self.norm, line, &self.vals) {
-                if best.as_ref().is_none_or(|b| f.score > b.score) {
-                    best = Some(f);
+            if track.push(&self.cfg, &self.norm, line, &self.vals) {
+                if let Some(score) = track.scored().map(|f| f.score) {
+                    if best_score.is_none_or(|b| score > b) {
+                        best_score = Some(score);
+                        best_stream = Some(track);
+                    }
                 }
             }
         }
-        best
+        match best_stream {
+            Some(track) => track.scored().cloned(),
+            None if best_score.is_some() => self.global.scored().cloned(),
+            None => None,
+        }
     }
 }
 
@@ -955,6 +1227,7 @@ impl LoopDetector {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::{HashMap, HashSet};
 
     fn line(seq: u64, pid: u32, fd: u32, text: &str) -> Line {
         Line {
@@ -1647,6 +1920,57 @@ mod tests {
             let texts: Vec<String> = lines.into_iter().filter(|l| seen.insert(l.clone())).collect();
             let (fired, max, _) = run(&texts);
             prop_assert!(fired.is_none(), "random distinct lines fired (score {})", max);
+        }
+    }
+
+    proptest! {
+        /// The fixed slot table agrees with a hash map under adds and removals, with hashes
+        /// drawn so that many share a home slot (top bits) and probe runs wrap around.
+        #[test]
+        fn holders_agree_with_a_map(
+            ops in proptest::collection::vec((0u64..24, 0usize..MAX_PERIOD, any::<bool>()), 0..600),
+        ) {
+            // Few home slots, two of them at the end of the table so that runs wrap.
+            let hash = |k: u64| {
+                let home = if k < 12 { (126 + k % 3) % 128 } else { 60 + k % 2 };
+                home << 57 | k
+            };
+            let mut holders = Holders::new();
+            let mut reference: HashMap<u64, u64> = HashMap::new();
+            for (k, slot, add) in ops {
+                let h = hash(k);
+                let bit = 1u64 << slot;
+                if add {
+                    let before = reference.get(&h).copied().unwrap_or(0);
+                    prop_assert_eq!(holders.add(h, bit), before);
+                    *reference.entry(h).or_insert(0) |= bit;
+                } else {
+                    holders.remove(h, bit);
+                    if let Some(bits) = reference.get_mut(&h) {
+                        *bits &= !bit;
+                        if *bits == 0 {
+                            reference.remove(&h);
+                        }
+                    }
+                }
+                for k in 0..24 {
+                    let h = hash(k);
+                    // Adding no bit is a lookup (an absent key stays absent: no bits).
+                    prop_assert_eq!(holders.add(h, 0), reference.get(&h).copied().unwrap_or(0));
+                }
+            }
+        }
+
+        /// The array set agrees with a hash set, zero and growth included.
+        #[test]
+        fn hash_slots_agree_with_a_set(keys in proptest::collection::vec(any::<u64>().prop_map(|k| (k % 5000).wrapping_mul(0x9e37_79b9_7f4a_7c15)), 0..3000)) {
+            let mut slots = HashSlots::default();
+            let mut reference = HashSet::new();
+            for k in keys {
+                prop_assert_eq!(slots.contains(k), reference.contains(&k));
+                prop_assert_eq!(slots.insert(k), reference.insert(k));
+                prop_assert_eq!(slots.len(), reference.len());
+            }
         }
     }
 }

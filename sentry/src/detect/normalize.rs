@@ -156,7 +156,7 @@ pub struct Signals {
 }
 
 /// A normalised line.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Normalized {
     /// The template text.
     pub template: String,
@@ -166,8 +166,47 @@ pub struct Normalized {
     pub values: Vec<Value>,
     /// Keywords found in the literal parts.
     pub signals: Signals,
-    /// Scratch buffer for the comparison shape of the template (see `shape_hash`).
+    /// Scratch buffers, kept so that normalising into a reused value allocates nothing.
+    scratch: Scratch,
+}
+
+/// Buffers of [`Normalized`] that are not part of the result.
+#[derive(Debug, Clone, Default)]
+struct Scratch {
+    /// The comparison shape of the template (see `shape_hash`).
     shape: String,
+    /// The template and values of a further pass over a template that kept a quote.
+    template: String,
+    values: Vec<Value>,
+    /// Recent further-pass results, [`REPASS_SLOTS`] of them once used.
+    repassed: Vec<Repassed>,
+}
+
+/// Slots of the cache of further passes, chosen by the first-pass template's hash.
+const REPASS_SLOTS: usize = 64;
+
+/// Longest first-pass template cached (longer ones are passed over every time), which bounds
+/// the cache at a few tens of KiB.
+const REPASS_MAX_BYTES: usize = 512;
+
+/// The further passes over one first-pass template: a pure function of that text, and a log
+/// repeats its templates (a JSON log keeps quoted keys on every line), so it is remembered.
+#[derive(Debug, Clone, Default)]
+struct Repassed {
+    first: String,
+    /// The template the passes end at, and its comparison hash.
+    last: String,
+    hash: u64,
+}
+
+/// Two normalisations are equal when their results are; scratch buffers do not count.
+impl PartialEq for Normalized {
+    fn eq(&self, other: &Self) -> bool {
+        self.template == other.template
+            && self.hash == other.hash
+            && self.values == other.values
+            && self.signals == other.signals
+    }
 }
 
 /// Normalises one line into a fresh [`Normalized`].
@@ -181,44 +220,71 @@ pub fn normalize(line: &str) -> Normalized {
 pub fn normalize_into(line: &str, out: &mut Normalized) {
     out.template.clear();
     out.values.clear();
-    out.signals = Signals::default();
-    let mut t = Tokenizer {
-        s: line,
-        b: line.as_bytes(),
-        out,
-        lit_start: 0,
-        ctx: Role::Plain,
-        literal_quote_close: None,
-    };
+    let mut t = Tokenizer::new(line, &mut out.template, &mut out.values);
     t.run();
+    out.signals = t.signals;
+    // What the template holds, from the pass that produced it: its literal parts are the
+    // only source of quote characters, and of a `<` that is not one of our placeholders.
+    let mut literals = t.literals;
+    let mut id_tokens = t.id_tokens;
+    let Scratch {
+        shape,
+        template: again_template,
+        values: again_values,
+        repassed,
+    } = &mut out.scratch;
+    if literals & QUOTE == 0 {
+        out.hash = comparison_hash(&out.template, literals, id_tokens, shape);
+        return;
+    }
     // Quote pairing can depend on what was inside the quotes, so a template that kept a
     // quote character may pair differently once normalised. Each further pass only consumes
     // quotes, so iterating reaches a fixed point quickly; ordinary lines need no extra pass.
     // Values and signals stay those of the first pass (they index the original line).
+    if repassed.is_empty() {
+        repassed.resize_with(REPASS_SLOTS, Repassed::default);
+    }
+    let cached = &mut repassed[template_hash(out.template.as_bytes()) as usize % REPASS_SLOTS];
+    if cached.first == out.template {
+        out.template.clone_from(&cached.last);
+        out.hash = cached.hash;
+        return;
+    }
+    let cacheable = out.template.len() <= REPASS_MAX_BYTES;
+    if cacheable {
+        cached.first.clone_from(&out.template);
+    }
     let mut passes = 0;
-    while passes < 16
-        && out
-            .template
-            .bytes()
-            .any(|c| matches!(c, b'"' | b'\'' | b'`'))
-    {
+    while passes < 16 && literals & QUOTE != 0 {
         passes += 1;
-        let mut again = Normalized::default();
-        let mut t = Tokenizer {
-            s: &out.template,
-            b: out.template.as_bytes(),
-            out: &mut again,
-            lit_start: 0,
-            ctx: Role::Plain,
-            literal_quote_close: None,
-        };
+        again_template.clear();
+        again_values.clear();
+        let mut t = Tokenizer::new(&out.template, again_template, again_values);
         t.run();
-        if again.template == out.template {
+        literals = t.literals;
+        id_tokens = t.id_tokens;
+        if *again_template == out.template {
             break;
         }
-        out.template = again.template;
+        std::mem::swap(&mut out.template, again_template);
     }
-    out.hash = shape_hash(&out.template, &mut out.shape);
+    out.hash = comparison_hash(&out.template, literals, id_tokens, shape);
+    if cacheable {
+        cached.last.clone_from(&out.template);
+        cached.hash = out.hash;
+    }
+}
+
+/// The comparison hash of `template`, given the [`CLASS`] bits of its literal parts and
+/// whether an id placeholder was emitted.
+fn comparison_hash(template: &str, literals: u8, id_tokens: bool, shape: &mut String) -> u64 {
+    if literals & LT == 0 && !id_tokens {
+        // No `<hex>` or `<id>` anywhere: the shape is the template itself.
+        shape.clear();
+        template_hash(template.as_bytes())
+    } else {
+        shape_hash(template, shape)
+    }
 }
 
 /// The comparison hash of a template. One id field is typed by the characters it happens to
@@ -265,9 +331,13 @@ pub fn template_hash(bytes: &[u8]) -> u64 {
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
-        let mut w = [0u8; 8];
-        w[..rest.len()].copy_from_slice(rest);
-        h = mix(h, u64::from_le_bytes(w));
+        // The last bytes, zero-padded, little-endian (assembled by hand: a copy of a
+        // variable length would be a call to `memcpy`, and values are short).
+        let w = rest
+            .iter()
+            .rev()
+            .fold(0u64, |w, &c| (w << 8) | u64::from(c));
+        h = mix(h, w);
     }
     // Final avalanche so that low bits are usable for bucketing.
     h ^= h >> 33;
@@ -275,19 +345,96 @@ pub fn template_hash(bytes: &[u8]) -> u64 {
     h ^ (h >> 33)
 }
 
+/// Byte classes, one bit each in [`CLASS`]: the tokenizer asks these questions of nearly
+/// every byte, and one table lookup answers any of them.
+const WORD: u8 = 1;
+const HEX: u8 = 2;
+const PATH: u8 = 4;
+const ALPHA: u8 = 8;
+/// A quote character: `"`, `'` or a backquote.
+const QUOTE: u8 = 16;
+/// `<`, which starts every placeholder.
+const LT: u8 = 32;
+const DIGIT: u8 = 64;
+/// A byte after which no token starts: a word byte, or the `>` closing a placeholder.
+const NO_BOUNDARY: u8 = 128;
+
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        let mut f = 0;
+        if c.is_ascii_alphanumeric() || c == b'_' {
+            f |= WORD | PATH;
+        }
+        if c.is_ascii_hexdigit() {
+            f |= HEX;
+        }
+        if matches!(c, b'.' | b'-' | b'/' | b'~' | b'+' | b'@' | b'%') {
+            f |= PATH;
+        }
+        if c.is_ascii_alphabetic() {
+            f |= ALPHA;
+        }
+        if matches!(c, b'"' | b'\'' | b'`') {
+            f |= QUOTE;
+        }
+        if c == b'<' {
+            f |= LT;
+        }
+        if c.is_ascii_digit() {
+            f |= DIGIT;
+        }
+        if f & WORD != 0 || c == b'>' {
+            f |= NO_BOUNDARY;
+        }
+        t[i] = f;
+        i += 1;
+    }
+    t
+};
+
+#[inline]
+fn class(c: u8) -> u8 {
+    CLASS[usize::from(c)]
+}
+
 #[inline]
 fn is_word(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_'
+    class(c) & WORD != 0
 }
 
 #[inline]
 fn is_hex(c: u8) -> bool {
-    c.is_ascii_hexdigit()
+    class(c) & HEX != 0
 }
 
 #[inline]
 fn is_path_char(c: u8) -> bool {
-    is_word(c) || matches!(c, b'.' | b'-' | b'/' | b'~' | b'+' | b'@' | b'%')
+    class(c) & PATH != 0
+}
+
+/// End of the run of word bytes starting at `i`.
+#[inline]
+fn word_end(b: &[u8], i: usize) -> usize {
+    i + b[i..].iter().take_while(|&&c| is_word(c)).count()
+}
+
+/// End of the run of word bytes starting at `i`, and how many of them are digits.
+#[inline]
+fn word_span(b: &[u8], i: usize) -> (usize, usize) {
+    let mut e = i;
+    let mut digits = 0;
+    while e < b.len() {
+        let c = class(b[e]);
+        if c & WORD == 0 {
+            break;
+        }
+        digits += usize::from(c & DIGIT != 0);
+        e += 1;
+    }
+    (e, digits)
 }
 
 fn digits_at(b: &[u8], i: usize) -> usize {
@@ -462,7 +609,8 @@ fn is_duration_unit(u: &[u8]) -> Option<f64> {
     })
 }
 
-/// Seconds per unit for a duration unit written as a separate word (`376 ms`).
+/// Seconds per unit for a duration unit written as a separate word (`376 ms`). (`number`
+/// looks here only after a word starting with the first letter of one of them.)
 fn spelled_duration_unit(u: &[u8]) -> Option<f64> {
     Some(match u {
         b"ns" => 1e-9,
@@ -482,25 +630,34 @@ fn spelled_duration_unit(u: &[u8]) -> Option<f64> {
 /// content hash in a file name), so they are volatile, not signs of new work; a name with a
 /// number at its end (`report2024`, `part-00037`) is not id-like.
 pub fn is_id_like(text: &str) -> bool {
-    text.as_bytes()
-        .split(|c| !c.is_ascii_alphanumeric())
-        .any(|seg| {
-            if seg.len() < 6 {
-                return false;
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        // One alphanumeric segment per turn, measured in a single pass.
+        let mut len = 0;
+        let mut digits = 0;
+        let mut hex = true;
+        let mut switches = 0;
+        let mut prev_digit = false;
+        while i < b.len() {
+            let c = class(b[i]);
+            if c & (ALPHA | DIGIT) == 0 {
+                break;
             }
-            let digits = seg.iter().filter(|c| c.is_ascii_digit()).count();
-            if digits == 0 || digits == seg.len() {
-                return false;
-            }
-            if seg.iter().all(|&c| is_hex(c)) {
-                return true;
-            }
-            let switches = seg
-                .windows(2)
-                .filter(|w| w[0].is_ascii_digit() != w[1].is_ascii_digit())
-                .count();
-            switches >= 3
-        })
+            let digit = c & DIGIT != 0;
+            switches += usize::from(len > 0 && digit != prev_digit);
+            prev_digit = digit;
+            digits += usize::from(digit);
+            hex &= c & HEX != 0;
+            len += 1;
+            i += 1;
+        }
+        if len >= 6 && digits > 0 && digits < len && (hex || switches >= 3) {
+            return true;
+        }
+        i += 1;
+    }
+    false
 }
 
 /// True when `text` (a file name, path or quoted value) embeds a date *and* a time of day:
@@ -542,67 +699,288 @@ fn clock_time_at(b: &[u8]) -> bool {
         && field(2, 0, 59, true, false)
 }
 
-/// Classifies a lower-case literal word.
+/// What a keyword among a line's literal words says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keyword {
+    /// Something failed ([`Signals::error`]).
+    Error,
+    /// A retry ([`Signals::retry`]); the value after it changes by itself.
+    Retry,
+    /// A deliberate pause ([`Signals::sleep`]); the value after it changes by itself.
+    Sleep,
+    /// Work advancing ([`Signals::progress`]); the value after it is a counter.
+    Progress,
+    /// Names a value that changes by itself.
+    Volatile,
+}
+
+/// The keywords, lower case, by what they say.
+const KEYWORDS: [(&[&str], Keyword); 5] = [
+    (
+        &[
+            "error",
+            "errors",
+            "err",
+            "exception",
+            "traceback",
+            "fatal",
+            "panic",
+            "panicked",
+            "failed",
+            "failure",
+            "fail",
+            "fails",
+            "refused",
+            "denied",
+            "timeout",
+            "crash",
+            "crashed",
+            "abort",
+            "aborted",
+            "aborting",
+            "unreachable",
+            "econnrefused",
+            "enoent",
+            "critical",
+            "stacktrace",
+            "unhandled",
+            "unavailable",
+            "exceeded",
+            "segfault",
+            "killed",
+            // The signals a crash ends a process with (a bad memory access, an illegal
+            // instruction, `abort()`): `exited on signal 11 (SIGSEGV - core dumped)` and
+            // `Segmentation fault` report a crash whatever the log level says, unlike
+            // SIGTERM or SIGHUP, which are how a process is asked to stop or reload.
+            "sigsegv",
+            "sigbus",
+            "sigill",
+            "sigfpe",
+            "sigabrt",
+            "segmentation",
+        ],
+        Keyword::Error,
+    ),
+    (
+        &[
+            "retry",
+            "retrying",
+            "retries",
+            "reconnect",
+            "reconnecting",
+            "attempt",
+            "attempts",
+            "restarting",
+            "respawning",
+        ],
+        Keyword::Retry,
+    ),
+    (
+        &[
+            "sleep", "sleeping", "sleeps", "waiting", "wait", "backoff", "pausing",
+        ],
+        Keyword::Sleep,
+    ),
+    (
+        &[
+            "epoch",
+            "step",
+            "steps",
+            "iter",
+            "iteration",
+            "batch",
+            "page",
+            "chunk",
+            "part",
+            "progress",
+            "processed",
+            "downloaded",
+            "uploaded",
+            "completed",
+            "complete",
+            "done",
+            "row",
+            "rows",
+            "record",
+            "records",
+            "item",
+            "items",
+            "shard",
+            "block",
+            "frame",
+            "episode",
+            "sample",
+            "samples",
+            "offset",
+            "building",
+            "compiling",
+            "test",
+            "tests",
+            "file",
+            "files",
+        ],
+        Keyword::Progress,
+    ),
+    (
+        &[
+            "pid",
+            "ppid",
+            "tid",
+            "thread",
+            "port",
+            "id",
+            "req",
+            "request",
+            "ts",
+            "time",
+            "timestamp",
+            "seq",
+            "elapsed",
+            "took",
+            "latency",
+            "duration",
+            "try",
+            "uptime",
+            "worker",
+            "conn",
+            "session",
+        ],
+        Keyword::Volatile,
+    ),
+];
+
+/// Words outside this length range are never keywords.
+const KEYWORD_LEN: std::ops::RangeInclusive<usize> = 2..=12;
+
+/// Slots of [`KEYWORD_TABLE`]: a power of two, well above the number of keywords, so that a
+/// lookup nearly always ends at its first slot.
+const KEYWORD_SLOTS: usize = 256;
+
+/// A word of at most 15 bytes, lower-cased, as two numbers: its first eight bytes, then the
+/// others with its length in the top byte.
+const fn keyword_key(w: &[u8]) -> (u64, u64) {
+    let mut lo = 0;
+    let mut hi = (w.len() as u64) << 56;
+    let mut i = 0;
+    while i < w.len() {
+        let c = w[i].to_ascii_lowercase() as u64;
+        if i < 8 {
+            lo |= c << (8 * i);
+        } else {
+            hi |= c << (8 * (i - 8));
+        }
+        i += 1;
+    }
+    (lo, hi)
+}
+
+const fn keyword_slot((lo, hi): (u64, u64)) -> usize {
+    ((lo ^ hi.rotate_left(31)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize % KEYWORD_SLOTS
+}
+
+/// [`KEYWORDS`] as an open-addressing hash table, built at compile time: one lookup per
+/// literal word instead of a cascade of string comparisons.
+static KEYWORD_TABLE: [((u64, u64), Option<Keyword>); KEYWORD_SLOTS] = {
+    let mut table = [((0, 0), None); KEYWORD_SLOTS];
+    let mut g = 0;
+    while g < KEYWORDS.len() {
+        let (words, kind) = KEYWORDS[g];
+        let mut w = 0;
+        while w < words.len() {
+            let word = words[w].as_bytes();
+            assert!(
+                word.len() >= *KEYWORD_LEN.start() && word.len() <= *KEYWORD_LEN.end(),
+                "a keyword is outside KEYWORD_LEN"
+            );
+            let key = keyword_key(word);
+            let mut slot = keyword_slot(key);
+            while let (k, Some(_)) = table[slot] {
+                assert!(k.0 != key.0 || k.1 != key.1, "a keyword is listed twice");
+                slot = (slot + 1) % KEYWORD_SLOTS;
+            }
+            table[slot] = (key, Some(kind));
+            w += 1;
+        }
+        g += 1;
+    }
+    table
+};
+
+/// The keyword `w` is, in any letter case.
+fn keyword(w: &[u8]) -> Option<Keyword> {
+    if !KEYWORD_LEN.contains(&w.len()) {
+        return None;
+    }
+    let key = keyword_key(w);
+    let mut slot = keyword_slot(key);
+    loop {
+        match KEYWORD_TABLE[slot] {
+            (_, None) => return None,
+            (k, Some(kind)) if k == key => return Some(kind),
+            _ => slot = (slot + 1) % KEYWORD_SLOTS,
+        }
+    }
+}
+
+/// Classifies a literal word: sets the signal it carries, returns the role it gives the
+/// value after it.
 fn keyword_signals(w: &[u8], sig: &mut Signals) -> Role {
-    if w.len() < 2 || w.len() > 12 {
-        return Role::Plain;
-    }
-    let mut buf = [0u8; 12];
-    for (d, s) in buf.iter_mut().zip(w) {
-        *d = s.to_ascii_lowercase();
-    }
-    let l = &buf[..w.len()];
-    match l {
-        b"error" | b"errors" | b"err" | b"exception" | b"traceback" | b"fatal" | b"panic"
-        | b"panicked" | b"failed" | b"failure" | b"fail" | b"fails" | b"refused" | b"denied"
-        | b"timeout" | b"crash" | b"crashed" | b"abort" | b"aborted" | b"aborting"
-        | b"unreachable" | b"econnrefused" | b"enoent" | b"critical" | b"stacktrace"
-        | b"unhandled" | b"unavailable" | b"exceeded" | b"segfault" | b"killed"
-        // The signals a crash ends a process with (a bad memory access, an illegal
-        // instruction, `abort()`): `exited on signal 11 (SIGSEGV - core dumped)` and
-        // `Segmentation fault` report a crash whatever the log level says, unlike
-        // SIGTERM or SIGHUP, which are how a process is asked to stop or reload.
-        | b"sigsegv" | b"sigbus" | b"sigill" | b"sigfpe" | b"sigabrt" | b"segmentation" => {
+    match keyword(w) {
+        Some(Keyword::Error) => {
             sig.error = true;
             Role::Plain
         }
-        b"retry" | b"retrying" | b"retries" | b"reconnect" | b"reconnecting" | b"attempt"
-        | b"attempts" | b"restarting" | b"respawning" => {
+        Some(Keyword::Retry) => {
             sig.retry = true;
             Role::Volatile
         }
-        b"sleep" | b"sleeping" | b"sleeps" | b"waiting" | b"wait" | b"backoff" | b"pausing" => {
+        Some(Keyword::Sleep) => {
             sig.sleep = true;
             Role::Volatile
         }
-        b"epoch" | b"step" | b"steps" | b"iter" | b"iteration" | b"batch" | b"page" | b"chunk"
-        | b"part" | b"progress" | b"processed" | b"downloaded" | b"uploaded" | b"completed"
-        | b"complete" | b"done" | b"row" | b"rows" | b"record" | b"records" | b"item"
-        | b"items" | b"shard" | b"block" | b"frame" | b"episode" | b"sample" | b"samples"
-        | b"offset" | b"building" | b"compiling" | b"test" | b"tests" | b"file" | b"files" => {
+        Some(Keyword::Progress) => {
             sig.progress = true;
             Role::Counter
         }
-        b"pid" | b"ppid" | b"tid" | b"thread" | b"port" | b"id" | b"req" | b"request" | b"ts"
-        | b"time" | b"timestamp" | b"seq" | b"elapsed" | b"took" | b"latency" | b"duration"
-        | b"try" | b"uptime" | b"worker" | b"conn" | b"session" => Role::Volatile,
-        _ => Role::Plain,
+        Some(Keyword::Volatile) => Role::Volatile,
+        None => Role::Plain,
     }
 }
 
 struct Tokenizer<'a, 'o> {
     s: &'a str,
     b: &'a [u8],
-    out: &'o mut Normalized,
+    template: &'o mut String,
+    values: &'o mut Vec<Value>,
+    signals: Signals,
     /// Start of the literal text not yet copied to the template.
     lit_start: usize,
     /// Role suggested by the latest literal word, for the value that follows it.
     ctx: Role,
     /// Position of the closing quote of a quoted text kept literal.
     literal_quote_close: Option<usize>,
+    /// The [`CLASS`] bits of every byte copied to the template as literal text.
+    literals: u8,
+    /// A `<hex>` or `<id>` placeholder was emitted.
+    id_tokens: bool,
 }
 
-impl Tokenizer<'_, '_> {
+impl<'a, 'o> Tokenizer<'a, 'o> {
+    fn new(s: &'a str, template: &'o mut String, values: &'o mut Vec<Value>) -> Self {
+        Tokenizer {
+            s,
+            b: s.as_bytes(),
+            template,
+            values,
+            signals: Signals::default(),
+            lit_start: 0,
+            ctx: Role::Plain,
+            literal_quote_close: None,
+            literals: 0,
+            id_tokens: false,
+        }
+    }
+
     fn run(&mut self) {
         let b = self.b;
         let n = b.len();
@@ -612,7 +990,7 @@ impl Tokenizer<'_, '_> {
             // `>` counts as part of a word: a template's placeholder (`<int>`) must stop
             // what follows exactly as the word it replaced did, or normalising a template
             // would change it.
-            let boundary = i == 0 || !(is_word(b[i - 1]) || b[i - 1] == b'>');
+            let boundary = i == 0 || class(b[i - 1]) & NO_BOUNDARY == 0;
             if !boundary || c == b' ' {
                 i += 1;
                 continue;
@@ -711,7 +1089,7 @@ impl Tokenizer<'_, '_> {
 
     fn letter_token(&mut self, i: usize) -> usize {
         let b = self.b;
-        let we = i + b[i..].iter().take_while(|&&c| is_word(c)).count();
+        let (we, digits) = word_span(b, i);
         let word = &b[i..we];
         // URL: scheme://…
         if b.get(we..we + 3) == Some(b"://") && word.iter().all(|c| c.is_ascii_alphanumeric()) {
@@ -747,9 +1125,11 @@ impl Tokenizer<'_, '_> {
         if let Some(end) = uuid(b, i) {
             return self.emit(i, end, Placeholder::Uuid, None);
         }
-        if let Some(end) = ipv6(b, i) {
-            let end = port(b, end);
-            return self.emit(i, end, Placeholder::Ip, None);
+        if may_be_ipv6(b, i, we) {
+            if let Some(end) = ipv6(b, i) {
+                let end = port(b, end);
+                return self.emit(i, end, Placeholder::Ip, None);
+            }
         }
         // Windows drive path `C:\…`.
         if word.len() == 1 && byte(b, we) == b':' && byte(b, we + 1) == b'\\' {
@@ -759,26 +1139,28 @@ impl Tokenizer<'_, '_> {
             }
             return self.emit(i, e, Placeholder::Path, None);
         }
-        if let Some(end) = path(b, i) {
-            return self.emit(i, end, Placeholder::Path, None);
+        if may_be_path(b, we) {
+            if let Some(end) = path(b, i) {
+                return self.emit(i, end, Placeholder::Path, None);
+            }
         }
-        self.word(i, we)
+        self.word(i, we, digits)
     }
 
-    /// A word of `[A-Za-z0-9_]` at `i..we` that is nothing more specific.
-    fn word(&mut self, i: usize, we: usize) -> usize {
+    /// A word of `[A-Za-z0-9_]` at `i..we`, `digits` of them digits, that is nothing more
+    /// specific.
+    fn word(&mut self, i: usize, we: usize, digits: usize) -> usize {
         let b = self.b;
         let word = &b[i..we];
-        let digits = word.iter().filter(|c| c.is_ascii_digit()).count();
         if digits == 0 {
-            let had_error = self.out.signals.error;
+            let had_error = self.signals.error;
             self.note_word(word);
             // An error word counting zero (`failed=0`, `errors: 0`, `0 failed`) is a tally
             // reporting that nothing failed: a summary table or a test report, not a
             // failure. Checked only when the word is an error word, so it costs nothing on
             // other words.
-            if !had_error && self.out.signals.error && zero_tally(b, i, we) {
-                self.out.signals.error = false;
+            if !had_error && self.signals.error && zero_tally(b, i, we) {
+                self.signals.error = false;
             }
             return we;
         }
@@ -795,7 +1177,7 @@ impl Tokenizer<'_, '_> {
             let ds = we - tail;
             self.note_word(&word[..word.len() - tail]);
             // `v1.2.3` is a version, `node12` an int.
-            return self.number(ds);
+            return self.number(ds, tail);
         }
         if word.len() >= 8 && letters > 0 {
             return self.emit(i, we, Placeholder::Id, None);
@@ -853,7 +1235,8 @@ impl Tokenizer<'_, '_> {
                 }
             }
         }
-        if d <= 2 {
+        // `time_of_day` needs a colon right after the hour.
+        if d <= 2 && byte(b, i + d) == b':' {
             if let Some((end, secs)) = time_of_day(b, i) {
                 if !b_is_digit(b, end) && byte(b, end) != b':' {
                     let end = timezone(b, end);
@@ -861,7 +1244,12 @@ impl Tokenizer<'_, '_> {
                 }
             }
         }
-        if let Some(end) = ipv4(b, i) {
+        let we = word_end(b, i);
+        // `ipv4` needs one to three digits and a dot.
+        if let Some(end) = (d <= 3 && byte(b, i + d) == b'.')
+            .then(|| ipv4(b, i))
+            .flatten()
+        {
             let end = port(b, end);
             let end = if byte(b, end) == b'/' && digits_at(b, end + 1) > 0 {
                 end + 1 + digits_at(b, end + 1)
@@ -870,9 +1258,11 @@ impl Tokenizer<'_, '_> {
             };
             return self.emit(i, end, Placeholder::Ip, None);
         }
-        if let Some(end) = ipv6(b, i) {
-            let end = port(b, end);
-            return self.emit(i, end, Placeholder::Ip, None);
+        if may_be_ipv6(b, i, we) {
+            if let Some(end) = ipv6(b, i) {
+                let end = port(b, end);
+                return self.emit(i, end, Placeholder::Ip, None);
+            }
         }
         if d == 1 && b[i] == b'0' && matches!(byte(b, i + 1), b'x' | b'X') {
             let h = b[i + 2..].iter().take_while(|&&c| is_hex(c)).count();
@@ -885,37 +1275,43 @@ impl Tokenizer<'_, '_> {
                 return self.emit(i, i + 2 + h, kind, None);
             }
         }
-        let we = i + b[i..].iter().take_while(|&&c| is_word(c)).count();
         // Hex ids that happen to start with a digit (`4e2a`, `9f3c01`), as in `word`; a
         // token that reads whole as a number in exponent form (`1e10`) stays a number.
         if we - i >= 3
             && b[i..we].iter().all(|&c| is_hex(c))
             && we - i > d
-            && scan_number(b, i).0 < we
+            && scan_number(self.s, i).0 < we
         {
             return self.emit(i, we, Placeholder::Hex, None);
         }
-        if let Some(end) = path(b, i) {
-            return self.emit(i, end, Placeholder::Path, None);
+        if may_be_path(b, we) {
+            if let Some(end) = path(b, i) {
+                return self.emit(i, end, Placeholder::Path, None);
+            }
         }
-        self.number(i)
+        self.number(i, d)
     }
 
-    /// Number at `i` (digits known): int, float, version, duration, or a number with a
-    /// unit suffix (`12MB` → `<int>MB`).
-    fn number(&mut self, i: usize) -> usize {
+    /// Number at `i`, which starts with `digits` digits: int, float, version, duration, or a
+    /// number with a unit suffix (`12MB` → `<int>MB`).
+    fn number(&mut self, i: usize, digits: usize) -> usize {
         let b = self.b;
-        let (end, kind, num) = scan_number(b, i);
+        let scanned = scan_number_after(self.s, i, digits);
+        let (end, kind, num) = scanned;
         if kind == Placeholder::Version {
             return self.emit(i, end, kind, None);
         }
         // Durations, possibly compound: 3m20s, 1h2m3.5s, 12ms.
-        if let Some((dend, secs)) = duration(b, i) {
+        if let Some((dend, secs)) = duration(self.s, i, scanned) {
             return self.emit(i, dend, Placeholder::Duration, Some(secs));
         }
         // `376 ms`, `4.1 seconds`: a spelled-out unit after a space is a duration too (only
         // unambiguous units: `5 m` may be metres).
-        if byte(b, end) == b' ' && matches!(kind, Placeholder::Int | Placeholder::Float) {
+        // Every spelled-out unit starts with one of these letters.
+        if byte(b, end) == b' '
+            && matches!(kind, Placeholder::Int | Placeholder::Float)
+            && matches!(byte(b, end + 1), b'n' | b'u' | b'm' | b's' | b'h')
+        {
             let us = end + 1;
             let ue = us
                 + b[us..]
@@ -946,7 +1342,7 @@ impl Tokenizer<'_, '_> {
     }
 
     fn note_word(&mut self, w: &[u8]) {
-        let role = keyword_signals(w, &mut self.out.signals);
+        let role = keyword_signals(w, &mut self.signals);
         if role != Role::Plain || w.len() > 2 {
             self.ctx = role;
         }
@@ -973,8 +1369,8 @@ impl Tokenizer<'_, '_> {
         // files (every line looked like the same line again). Values that belong together
         // say so themselves (`n/m`, units) or have their own key (`pid=1 tid=2`).
         self.ctx = Role::Plain;
-        let slot = u16::try_from(self.out.values.len()).unwrap_or(u16::MAX);
-        self.out.values.push(Value {
+        let slot = u16::try_from(self.values.len()).unwrap_or(u16::MAX);
+        self.values.push(Value {
             slot,
             kind,
             start: start as u32,
@@ -982,7 +1378,8 @@ impl Tokenizer<'_, '_> {
             num,
             role,
         });
-        self.out.template.push_str(kind.token());
+        self.id_tokens |= matches!(kind, Placeholder::Hex | Placeholder::Id);
+        push_token(self.template, kind);
         self.lit_start = end;
         end
     }
@@ -990,11 +1387,30 @@ impl Tokenizer<'_, '_> {
     fn flush_literal(&mut self, upto: usize) {
         if upto > self.lit_start {
             if let Some(lit) = self.s.get(self.lit_start..upto) {
-                self.out.template.push_str(lit);
+                self.literals |= lit.bytes().fold(0, |f, c| f | class(c));
+                self.template.push_str(lit);
             }
         }
         self.lit_start = upto.max(self.lit_start);
     }
+}
+
+/// Appends the token of `kind` to `template`. One arm per kind, so that each copy has a
+/// constant length and compiles to a few stores rather than a `memcpy` call: a line has a
+/// placeholder every few words.
+#[inline]
+fn push_token(template: &mut String, kind: Placeholder) {
+    macro_rules! arms {
+        ($($k:ident),*) => {
+            match kind {
+                $(Placeholder::$k => template.push_str(Placeholder::$k.token()),)*
+            }
+        };
+    }
+    arms!(
+        Int, Float, Hex, Addr, Uuid, Timestamp, Date, Time, Ip, Path, Url, Duration, Quoted, Id,
+        Version
+    );
 }
 
 fn b_is_digit(b: &[u8], i: usize) -> bool {
@@ -1002,16 +1418,20 @@ fn b_is_digit(b: &[u8], i: usize) -> bool {
 }
 
 fn parse_int(d: &[u8]) -> f64 {
-    let mut v: u64 = 0;
-    for &c in d.iter().take(19) {
-        v = v.saturating_mul(10).saturating_add(u64::from(c - b'0'));
-    }
-    v as f64
+    // Nineteen digits stay below 10^19 < 2^64: no step can overflow.
+    d.iter()
+        .take(19)
+        .fold(0u64, |v, &c| v * 10 + u64::from(c - b'0')) as f64
 }
 
 /// Scans an int, float (with exponent) or dotted version at `i`.
-fn scan_number(b: &[u8], i: usize) -> (usize, Placeholder, Option<f64>) {
-    let d = digits_at(b, i);
+fn scan_number(s: &str, i: usize) -> (usize, Placeholder, Option<f64>) {
+    scan_number_after(s, i, digits_at(s.as_bytes(), i))
+}
+
+/// [`scan_number`] when the caller already knows the `d` digits at `i`.
+fn scan_number_after(s: &str, i: usize, d: usize) -> (usize, Placeholder, Option<f64>) {
+    let b = s.as_bytes();
     let mut end = i + d;
     let mut kind = Placeholder::Int;
     if byte(b, end) == b'.' && b_is_digit(b, end + 1) {
@@ -1036,23 +1456,58 @@ fn scan_number(b: &[u8], i: usize) -> (usize, Placeholder, Option<f64>) {
     }
     let num = match kind {
         Placeholder::Int => Some(parse_int(&b[i..end])),
-        Placeholder::Float => std::str::from_utf8(&b[i..end])
-            .ok()
-            .and_then(|s| s.parse::<f64>().ok()),
+        Placeholder::Float => {
+            parse_float(&b[i..end]).or_else(|| s.get(i..end).and_then(|t| t.parse::<f64>().ok()))
+        }
         _ => None,
     };
     (end, kind, num)
 }
 
-/// A duration at `i`: one or more `<number><unit>` parts ending at a non-word byte.
-fn duration(b: &[u8], i: usize) -> Option<(usize, f64)> {
+/// Powers of ten that are exact in an `f64`.
+const EXACT_POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// The value of a plain decimal `digits.digits` when it can be had exactly in one division
+/// (at most 2^53 as an integer, at most 22 decimals: both operands are exact and the
+/// division rounds correctly, so the result is the one `str::parse` gives); `None` for
+/// anything else, which is then parsed in full.
+fn parse_float(text: &[u8]) -> Option<f64> {
+    let mut mantissa: u64 = 0;
+    let mut decimals = None;
+    for (k, &c) in text.iter().enumerate() {
+        match c {
+            b'0'..=b'9' => {
+                mantissa = mantissa.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+            }
+            b'.' if decimals.is_none() => decimals = Some(text.len() - k - 1),
+            _ => return None,
+        }
+    }
+    if mantissa > 1 << 53 {
+        return None;
+    }
+    let scale = EXACT_POWERS_OF_TEN.get(decimals?)?;
+    Some(mantissa as f64 / scale)
+}
+
+/// A duration at `i`: one or more `<number><unit>` parts ending at a non-word byte;
+/// `first` is [`scan_number`] at `i`, which the caller already has.
+fn duration(s: &str, i: usize, first: (usize, Placeholder, Option<f64>)) -> Option<(usize, f64)> {
+    let b = s.as_bytes();
     let mut k = i;
     let mut total = 0.0;
+    let mut first = Some(first);
     loop {
         if !b_is_digit(b, k) {
             break;
         }
-        let (nend, kind, num) = scan_number(b, k);
+        let (nend, kind, num) = match first.take() {
+            Some(scanned) => scanned,
+            None => scan_number(s, k),
+        };
         if kind == Placeholder::Version {
             break;
         }
@@ -1086,6 +1541,10 @@ fn duration(b: &[u8], i: usize) -> Option<(usize, f64)> {
 }
 
 fn uuid(b: &[u8], i: usize) -> Option<usize> {
+    // The first dash rejects nearly every word at once.
+    if byte(b, i + 8) != b'-' {
+        return None;
+    }
     let r = b.get(i..i + 36)?;
     for (k, &c) in r.iter().enumerate() {
         let ok = if matches!(k, 8 | 13 | 18 | 23) {
@@ -1180,6 +1639,21 @@ fn port(b: &[u8], k: usize) -> usize {
     k
 }
 
+/// False when [`ipv6`] at `i`, a word ending at `we`, is sure to fail: its first group of at
+/// most four hex digits must end at a colon, and the word's bytes other than hex digits
+/// (letters g–z, `_`) cannot.
+#[inline]
+fn may_be_ipv6(b: &[u8], i: usize, we: usize) -> bool {
+    we - i <= 4 && byte(b, we) == b':'
+}
+
+/// False when [`path`] at the start of a word ending at `we` is sure to fail: a word has no
+/// slash, so the run of path characters must go on past it.
+#[inline]
+fn may_be_path(b: &[u8], we: usize) -> bool {
+    is_path_char(byte(b, we))
+}
+
 /// A path at `i`: a run of path characters that starts like a path (`/`, `./`, `../`, `~/`)
 /// or has two slashes, or one slash and a file extension; it must contain a letter.
 fn path(b: &[u8], i: usize) -> Option<usize> {
@@ -1190,9 +1664,13 @@ fn path(b: &[u8], i: usize) -> Option<usize> {
     let mut e = i;
     let mut slashes = 0;
     let mut letter = false;
-    while e < b.len() && is_path_char(b[e]) {
+    while e < b.len() {
+        let c = class(b[e]);
+        if c & PATH == 0 {
+            break;
+        }
         slashes += usize::from(b[e] == b'/');
-        letter |= b[e].is_ascii_alphabetic();
+        letter |= c & ALPHA != 0;
         e += 1;
     }
     // A run ending at `<` may continue into a placeholder that replaced part of it (found
@@ -1216,10 +1694,9 @@ fn path(b: &[u8], i: usize) -> Option<usize> {
         // An extension starts with a letter: `1.90G` in `0.10G/1.90G` is a size.
         .is_some_and(|p| p > 0 && last.get(p + 1).is_some_and(|c| c.is_ascii_alphabetic()));
     let ok = (rooted && run.len() > 1) || slashes >= 2 || ext;
-    if !ok || run == b"/" || run.iter().all(|&c| c == b'/' || c == b'.') {
-        return None;
-    }
-    Some(e)
+    // (The run has a letter, which trimming cannot remove, so it is never `/` or made of
+    // slashes and dots only.)
+    ok.then_some(e)
 }
 
 #[cfg(test)]
@@ -1530,7 +2007,63 @@ mod tests {
         }
     }
 
+    #[test]
+    fn every_keyword_is_found_in_any_case_and_nothing_else_is() {
+        for (words, kind) in KEYWORDS {
+            for w in words {
+                assert_eq!(keyword(w.as_bytes()), Some(kind), "{w}");
+                assert_eq!(keyword(w.to_uppercase().as_bytes()), Some(kind), "{w}");
+            }
+        }
+        for w in [
+            "e", "errorx", "erro", "server", "GET", "sigsegvx", "", "ÉRROR", "err\0",
+        ] {
+            assert_eq!(keyword(w.as_bytes()), None, "{w:?}");
+        }
+    }
+
+    /// The pre-table classifier, kept as the reference for `is_id_like`.
+    fn is_id_like_reference(text: &str) -> bool {
+        text.as_bytes()
+            .split(|c| !c.is_ascii_alphanumeric())
+            .any(|seg| {
+                if seg.len() < 6 {
+                    return false;
+                }
+                let digits = seg.iter().filter(|c| c.is_ascii_digit()).count();
+                if digits == 0 || digits == seg.len() {
+                    return false;
+                }
+                if seg.iter().all(|c| c.is_ascii_hexdigit()) {
+                    return true;
+                }
+                let switches = seg
+                    .windows(2)
+                    .filter(|w| w[0].is_ascii_digit() != w[1].is_ascii_digit())
+                    .count();
+                switches >= 3
+            })
+    }
+
     proptest! {
+        #[test]
+        fn fast_float_parse_agrees_with_str_parse(int in 0u64..(1 << 54), decimals in 0usize..25) {
+            let digits = int.to_string();
+            let text = if decimals == 0 || decimals >= digits.len() {
+                format!("0.{}{digits}", "0".repeat(decimals.saturating_sub(digits.len())))
+            } else {
+                format!("{}.{}", &digits[..digits.len() - decimals], &digits[digits.len() - decimals..])
+            };
+            if let Some(fast) = parse_float(text.as_bytes()) {
+                prop_assert_eq!(Some(fast), text.parse::<f64>().ok(), "{}", text);
+            }
+        }
+
+        #[test]
+        fn id_like_agrees_with_its_reference(s in "[a-f0-9g-z_./-]{0,40}") {
+            prop_assert_eq!(is_id_like(&s), is_id_like_reference(&s));
+        }
+
         #[test]
         fn never_panics_and_is_idempotent(s in "\\PC{0,120}") {
             let once = normalize(&s);

@@ -30,8 +30,8 @@ impl OutputPipeline {
     pub fn push(&mut self, chunk: &OutputChunk, mut on_line: impl FnMut(&Line, Option<Finding>)) {
         let detector = &mut self.detector;
         self.assembler.push(chunk, |line| {
-            let f = detector.observe(&line);
-            on_line(&line, f);
+            let f = detector.observe(line);
+            on_line(line, f);
         });
     }
 
@@ -46,8 +46,8 @@ impl OutputPipeline {
     ) {
         let detector = &mut self.detector;
         self.assembler.push_bytes(pid, fd, at, bytes, |line| {
-            let f = detector.observe(&line);
-            on_line(&line, f);
+            let f = detector.observe(line);
+            on_line(line, f);
         });
     }
 
@@ -55,8 +55,8 @@ impl OutputPipeline {
     pub fn flush(&mut self, mut on_line: impl FnMut(&Line, Option<Finding>)) {
         let detector = &mut self.detector;
         self.assembler.flush(|line| {
-            let f = detector.observe(&line);
-            on_line(&line, f);
+            let f = detector.observe(line);
+            on_line(line, f);
         });
     }
 
