@@ -118,7 +118,9 @@ impl ProcessTable for ProcfsTable {
             processes: stats.processes,
             cpu_us: stats.cpu_total_us(),
             mem_bytes: Some(stats.rss_bytes),
-            io_read_bytes: stats.io.map(|io| io.read_bytes),
+            // `rchar`, as in kernel mode: a compressor reading a file that sits in the page
+            // cache moves no storage bytes (`read_bytes` stays 0) but is making progress.
+            io_read_bytes: stats.io.map(|io| io.rchar),
             io_write_bytes: stats.io.map(|io| io.write_bytes),
         }
     }

@@ -505,7 +505,10 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
                         tally.mem_peak = Some(tally.mem_peak.map_or(mem, |m| m.max(mem)));
                     }
                     tally.pids_peak = tally.pids_peak.max(sample.pids);
-                    if fate.stopped || fate.restart {
+                    // Nothing to decide once sentry acted, or once the command has ended: the
+                    // last sample of a finished tree (its processes reaped, their last I/O
+                    // unread) must not turn a job that just succeeded into a "runaway".
+                    if fate.stopped || fate.restart || sample.pids == 0 || control.has_ended() {
                         continue;
                     }
                     if let Some(esc) = watch.sample(&sample) {
