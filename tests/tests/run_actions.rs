@@ -311,7 +311,11 @@ fn pause_freezes_the_tree_until_resumed(mode: TestMode) {
     assert_eq!(read_ticks(), frozen, "the tree ran while paused");
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid, libc::SIGUSR1) };
-    std::thread::sleep(Duration::from_millis(1000));
+    // Resuming is immediate; the loop's next tick may take a moment on a loaded machine.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while read_ticks() == frozen && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let resumed = read_ticks();
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid, libc::SIGTERM) };

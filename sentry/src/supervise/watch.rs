@@ -39,6 +39,10 @@ impl Escalation {
     }
 }
 
+/// A loop finding scoring below this (the policy's default "low" band) is a repeating shape
+/// with progress, not a loop, as far as the resource detectors' progress vetoes go.
+const NOT_A_LOOP_BELOW: f64 = 0.25;
+
 /// Detectors and decision engine for one attempt.
 pub struct Watch {
     pipeline: OutputPipeline,
@@ -76,7 +80,18 @@ impl Watch {
 
     /// Feeds one sample and takes a decision; returns an escalation when the action rose.
     pub fn sample(&mut self, sample: &Sample) -> Option<Escalation> {
-        let progress = self.pipeline.progress_signals();
+        let mut progress = self.pipeline.progress_signals();
+        // A repeating shape whose values advance scores near zero: that is not a loop.
+        let looping = self
+            .pipeline
+            .current_finding()
+            .is_some_and(|f| f.score >= NOT_A_LOOP_BELOW);
+        if !looping {
+            // Output the loop detector does not call a loop (progress lines whose counters
+            // advance, a build's distinct steps) is progress for the resource detectors too:
+            // a CPU-heavy job that reports "step 41/100" is working, not spinning.
+            progress.novel_lines = progress.lines;
+        }
         let mut findings = self.resources.observe(sample, &progress);
         if let Some(f) = self.pipeline.current_finding() {
             findings.push(f.clone());
