@@ -311,12 +311,14 @@ fn pause_freezes_the_tree_until_resumed(mode: TestMode) {
     assert_eq!(read_ticks(), frozen, "the tree ran while paused");
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid, libc::SIGUSR1) };
-    // Resuming is immediate; the loop's next tick may take a moment on a loaded machine.
+    // Resuming is immediate; the loop's next tick may take a moment on a loaded machine. A
+    // read can also land between the shell's truncation and its write (an empty file).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while read_ticks() == frozen && Instant::now() < deadline {
+    let mut resumed = read_ticks();
+    while resumed <= frozen && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
+        resumed = read_ticks();
     }
-    let resumed = read_ticks();
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let out = child.wait_with_output().expect("sentry ends");
