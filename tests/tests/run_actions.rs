@@ -268,9 +268,10 @@ fn pause_freezes_the_tree_until_resumed(mode: TestMode) {
     require_mode!(mode);
     let dir = run_dir(mode);
     let ticks = dir.path().join("ticks");
-    // The loop also writes a file, so it is visible whether the tree runs while paused.
+    // The loop also writes a file (atomically, by rename: the tree may be frozen between any
+    // two of its steps), so it is visible whether the tree runs while paused.
     let script = format!(
-        r#"i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo "retrying upload: HTTP 429 Too Many Requests"; echo $i > {t}; sleep 0.01; done"#,
+        r#"i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo "retrying upload: HTTP 429 Too Many Requests"; echo $i > {t}.new; mv {t}.new {t}; sleep 0.01; done"#,
         t = ticks.display()
     );
     let child = mode_command(
