@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 pub mod analyze;
 pub mod demo;
 pub mod doctor;
+pub mod incidents;
 pub mod run;
 pub mod workload;
 
@@ -37,6 +38,8 @@ pub enum Command {
                       output); 1 only if doctor itself fails (its output cannot be written)."
     )]
     Doctor(doctor::DoctorArgs),
+    /// The incidents recorded in the evidence store, newest first.
+    Incidents(incidents::IncidentsArgs),
     /// A self-contained demonstration: a runaway caught, healthy work left alone, a recovery.
     Demo(demo::DemoArgs),
     /// The programs `sentry demo` supervises (internal).
@@ -52,6 +55,7 @@ pub fn main() -> ExitCode {
         Command::Analyze(args) => analyze::run(&args),
         Command::Doctor(args) => doctor::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Incidents(args) => incidents::run(&args),
         Command::Workload(args) => workload::run(&args),
     }
 }
