@@ -13,5 +13,6 @@ pub mod cli;
 pub mod decide;
 pub mod detect;
 pub mod model;
+pub mod redact;
 pub mod report;
 pub mod supervise;
