@@ -142,6 +142,20 @@ impl Store {
     /// writing to it.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         prepare_file(path)?;
+        // Switching a new file to WAL needs it to itself for a moment, and SQLite answers
+        // "busy" at once rather than waiting when another process is opening it too.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match Store::open_once(path) {
+                Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Store, StoreError> {
         let err = |e| StoreError::from_sqlite(path, e);
         let mut conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;

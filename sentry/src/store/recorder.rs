@@ -166,14 +166,12 @@ impl Recorder {
         let host = hostname();
         let pid = std::process::id();
         let socket = run.control_socket.as_ref().map(|p| p.display().to_string());
-        let run_id = {
-            let conn = store.conn();
+        let insert = |conn: &rusqlite::Connection| -> rusqlite::Result<i64> {
             conn.execute(
                 "INSERT INTO runs (kind, command, host, user, pid, started_at, status, control_socket) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7)",
                 params![run.kind, command_json, host, user.name, pid, started_at, socket],
-            )
-            .map_err(|e| store.error(e))?;
+            )?;
             let id = conn.last_insert_rowid();
             let data = json!({
                 "run_id": id, "kind": run.kind, "command": command, "host": host,
@@ -182,9 +180,21 @@ impl Recorder {
             conn.execute(
                 "INSERT INTO events (run_id, at, type, data) VALUES (?1, ?2, 'run_started', ?3)",
                 params![id, started_at, data.to_string()],
-            )
-            .map_err(|e| store.error(e))?;
-            id
+            )?;
+            Ok(id)
+        };
+        let run_id = {
+            let conn = store.conn();
+            // One IMMEDIATE transaction: the write lock is waited for up front (see write_batch).
+            conn.execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| store.error(e))?;
+            match insert(conn).and_then(|id| conn.execute_batch("COMMIT").map(|()| id)) {
+                Ok(id) => id,
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    return Err(store.error(e));
+                }
+            }
         };
         wait(super::BUSY_TIMEOUT)?;
         let (tx, rx) = mpsc::sync_channel(QUEUE);
@@ -490,7 +500,13 @@ fn write_loop(mut store: Store, run_id: i64, rx: Receiver<Msg>) -> WriterEnd {
 fn write_batch(store: &mut Store, run_id: i64, batch: &[Msg]) -> Result<(), StoreError> {
     let path = store.path().to_path_buf();
     let err = |e| StoreError::from_sqlite(&path, e);
-    let tx = store.conn_mut().transaction().map_err(err)?;
+    // IMMEDIATE: take the write lock (waiting for it) before reading anything; a deferred
+    // transaction that reads first can fail at once with "busy" when another process wrote
+    // in between.
+    let tx = store
+        .conn_mut()
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(err)?;
     let at = unix_now();
     let event = |tx: &rusqlite::Transaction, kind: &str, data: &Value| {
         tx.prepare_cached("INSERT INTO events (run_id, at, type, data) VALUES (?1, ?2, ?3, ?4)")

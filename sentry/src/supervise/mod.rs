@@ -855,11 +855,13 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
     };
     let report = RunReport {
         mode: mode_name.to_string(),
-        command: options
-            .command
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect(),
+        command: crate::redact::redact_args(
+            &options
+                .command
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>(),
+        ),
         exit_code,
         child_exit_code: child_code,
         signal,
