@@ -14,5 +14,7 @@ pub mod cli;
 pub mod decide;
 pub mod detect;
 pub mod model;
+pub mod redact;
 pub mod report;
+pub mod store;
 pub mod supervise;

@@ -182,6 +182,8 @@ pub fn sentry_command(extra: &[&str], command: &[&str], dir: &Path) -> Command {
         .arg(dir.join("events.jsonl"))
         .arg("--")
         .args(command)
+        // Each run records into a store of its own, never the user's.
+        .env("SENTRY_DB", dir.join("sentry.db"))
         .stdin(Stdio::null());
     cmd
 }

@@ -1,6 +1,7 @@
 //! `cargo xtask …`: every step that cargo alone cannot express: toolchain set-up for the eBPF
 //! crate, the full test run that CI calls, the demo, and the benchmarks.
 
+mod apifuzz;
 mod bench;
 mod demo;
 mod setup;

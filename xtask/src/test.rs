@@ -56,6 +56,8 @@ pub fn test() -> Result<()> {
         ]),
     )?;
     step("tests", cargo(&root).args(["test", "--workspace"]))?;
+    eprintln!("test: == API fuzz (Schemathesis) ==");
+    crate::apifuzz::api_fuzz(&root)?;
     eprintln!("test: all steps passed");
     Ok(())
 }

@@ -317,7 +317,7 @@ fn child_command(program: &Path, argv: &[OsString], marker: &str) -> Command {
         command.arg0(arg0);
     }
     command.args(argv.iter().skip(1));
-    command.env_remove("SENTRY_API_KEY");
+    crate::capture::spawn::strip_secrets(&mut command);
     command.env(RUN_MARKER_VAR, marker);
     command
 }

@@ -690,7 +690,7 @@ fn spawn_in_cgroup(
         command.arg0(arg0);
     }
     command.args(&argv[1..]);
-    command.env_remove("SENTRY_API_KEY");
+    crate::capture::spawn::strip_secrets(&mut command);
     // SAFETY: the closure runs in the forked child before exec and only makes
     // async-signal-safe calls (write, prctl, getppid); it allocates nothing.
     unsafe {

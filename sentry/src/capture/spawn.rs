@@ -140,6 +140,17 @@ fn check_executable(path: &Path, name: &str) -> Result<(), SpawnError> {
     Ok(())
 }
 
+/// Environment variables that hold sentry's own secrets; the supervised command never
+/// inherits them.
+pub const SECRET_ENV: &[&str] = &["SENTRY_API_KEY"];
+
+/// Removes [`SECRET_ENV`] from what `command` will inherit.
+pub fn strip_secrets(command: &mut std::process::Command) {
+    for var in SECRET_ENV {
+        command.env_remove(var);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ pub mod analyze;
 pub mod dashboard;
 pub mod demo;
 pub mod doctor;
+pub mod incidents;
 pub mod run;
 pub mod workload;
 
@@ -49,6 +50,8 @@ pub enum Command {
                       serve (port in use, store unusable, bad flags)."
     )]
     Dashboard(dashboard::DashboardArgs),
+    /// The incidents recorded in the evidence store, newest first.
+    Incidents(incidents::IncidentsArgs),
     /// A self-contained demonstration: a runaway caught, healthy work left alone, a recovery.
     Demo(demo::DemoArgs),
     /// The programs `sentry demo` supervises (internal).
@@ -65,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Doctor(args) => doctor::run(&args),
         Command::Dashboard(args) => dashboard::run(&args),
         Command::Demo(args) => demo::run(&args),
+        Command::Incidents(args) => incidents::run(&args),
         Command::Workload(args) => workload::run(&args),
     }
 }

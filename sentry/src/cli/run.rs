@@ -11,7 +11,7 @@ use clap::Args;
 
 use crate::decide::Policy;
 use crate::model::Action;
-use crate::supervise::{self, Mode, RunOptions};
+use crate::supervise::{self, Mode, RunOptions, StoreChoice};
 
 /// What `--action` may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -78,10 +78,18 @@ pub struct RunArgs {
     /// How many times --action restart may restart the command before giving up.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub max_restarts: u32,
-    /// Evidence store (SQLite). Accepted for forward compatibility; the store arrives in a
-    /// later release and this release records nothing there.
-    #[arg(long, value_name = "PATH")]
+    /// Evidence store (SQLite) to record the run in, for `sentry dashboard` and `sentry
+    /// incidents` (default: $XDG_DATA_HOME/sentry/sentry.db, ~/.local/share/sentry/sentry.db;
+    /// under sudo, the invoking user's).
+    #[arg(long, value_name = "PATH", env = "SENTRY_DB")]
     pub db: Option<PathBuf>,
+    /// Record nothing in the evidence store (the run cannot be seen or controlled from the
+    /// dashboard).
+    #[arg(long, conflicts_with = "db")]
+    pub no_db: bool,
+    /// Delete runs that ended more than DAYS days ago from the store (checked at start).
+    #[arg(long, value_name = "DAYS", default_value_t = crate::store::DEFAULT_RETAIN_DAYS)]
+    pub retain_days: u32,
     /// Print only incidents and errors: no banner, live status line or summary.
     #[arg(long, short)]
     pub quiet: bool,
@@ -137,6 +145,12 @@ pub fn run(args: RunArgs) -> ExitCode {
         floor_probe: args.bench_floor_probe,
         max_restarts: args.max_restarts,
         quiet: args.quiet,
+        store: match (args.no_db, args.db) {
+            (true, _) => StoreChoice::Off,
+            (false, Some(path)) => StoreChoice::Path(path),
+            (false, None) => StoreChoice::Default,
+        },
+        retain_days: args.retain_days,
     };
     match supervise::run(&options) {
         Ok(outcome) => ExitCode::from(

@@ -71,6 +71,10 @@ pub struct RunReport {
     pub leftover_processes_killed: usize,
     /// Which probe ran: "capture", or "floor" (the benchmark's no-op program).
     pub probe: String,
+    /// Who asked, through the dashboard or API, to stop the run (`null` otherwise).
+    pub stop_requested_by: Option<String>,
+    /// The run's id in the evidence store (`null` when it was not recorded).
+    pub run_id: Option<i64>,
 }
 
 impl RunReport {

@@ -24,7 +24,10 @@ use crate::capture::{CaptureRun, CaptureTotals, Observation, RunSpec, TreeContro
 use crate::decide::Policy;
 use crate::model::{Action, Evidence, Incident};
 use crate::report::{EventsWriter, RunReport};
+use crate::store::{EventSink, NewRun, Recorder};
+use control::{ControlAction, ControlReply, ControlServer};
 
+pub mod control;
 pub mod status;
 pub mod watch;
 
@@ -95,6 +98,21 @@ pub struct RunOptions {
     pub max_restarts: u32,
     /// Only errors and actions on stderr: no banner, status line or summary.
     pub quiet: bool,
+    /// Where to record the run.
+    pub store: StoreChoice,
+    /// Runs that ended longer ago than this are deleted from the store.
+    pub retain_days: u32,
+}
+
+/// Where `sentry run` records the run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// The default store of the invoking user.
+    Default,
+    /// This file.
+    Path(PathBuf),
+    /// Record nothing.
+    Off,
 }
 
 /// Why a run could not be carried out.
@@ -248,9 +266,27 @@ struct Shared {
     /// A termination signal that arrived while no command was running (before the first
     /// start, or between restarts); forwarded to the next command as soon as it exists.
     pending: Mutex<Option<Signal>>,
+    /// Who asked through the control channel to stop the run for good.
+    stop_request: Mutex<Option<String>>,
+    /// A restart was asked through the control channel.
+    restart_request: AtomicBool,
+    /// Where state changes are recorded.
+    sink: Mutex<Option<EventSink>>,
 }
 
 impl Shared {
+    fn record_status(&self, status: &str) {
+        if let Ok(sink) = self.sink.lock() {
+            if let Some(sink) = sink.as_ref() {
+                sink.status(status);
+            }
+        }
+    }
+
+    fn current_control(&self) -> Option<Arc<dyn TreeControl>> {
+        self.control.lock().ok().and_then(|c| (*c).clone())
+    }
+
     fn set_control(&self, control: Option<Arc<dyn TreeControl>>) {
         // Both locks are taken in the same order as in the signal thread, so a signal
         // is either seen as pending here or finds the control there.
@@ -315,7 +351,10 @@ fn signal_thread(mut signals: watched::Signals, shared: Arc<Shared>) {
             if let Some(control) = control {
                 if shared.paused.swap(false, Ordering::SeqCst) {
                     match act::resume(&control) {
-                        Ok(()) => say!("sentry: resumed {}", control.describe()),
+                        Ok(()) => {
+                            say!("sentry: resumed {}", control.describe());
+                            shared.record_status("running");
+                        }
                         Err(err) => say!("sentry: cannot resume: {err}"),
                     }
                 }
@@ -352,6 +391,136 @@ fn signal_thread(mut signals: watched::Signals, shared: Arc<Shared>) {
                 let _ = control.kill_tree();
             }
         });
+    }
+}
+
+/// How long a control request that stops the tree waits for it to end before answering.
+const CONTROL_WAIT: Duration = Duration::from_secs(4);
+
+/// Carries out a request that came through the control channel and says what happened.
+fn handle_control(shared: &Shared, action: ControlAction, actor: &str) -> ControlReply {
+    let reply = |ok: bool, outcome: String, status: &str| ControlReply {
+        ok,
+        outcome,
+        status: status.to_string(),
+    };
+    let Some(control) = shared.current_control() else {
+        return reply(
+            false,
+            "no command is running right now (it is between restarts or ending)".into(),
+            "restarting",
+        );
+    };
+    let paused = shared.paused.load(Ordering::SeqCst);
+    let result = match action {
+        ControlAction::Pause if paused => reply(true, "already paused".into(), "paused"),
+        ControlAction::Pause => match act::pause(&control) {
+            Ok(()) => {
+                shared.paused.store(true, Ordering::SeqCst);
+                shared.record_status("paused");
+                say!(
+                    "sentry: paused {} at the request of {actor}",
+                    control.describe()
+                );
+                reply(true, "paused".into(), "paused")
+            }
+            Err(err) => reply(false, format!("pausing failed: {err}"), "running"),
+        },
+        ControlAction::Resume if !paused => reply(true, "not paused".into(), "running"),
+        ControlAction::Resume => match act::resume(&control) {
+            Ok(()) => {
+                shared.paused.store(false, Ordering::SeqCst);
+                shared.record_status("running");
+                say!(
+                    "sentry: resumed {} at the request of {actor}",
+                    control.describe()
+                );
+                reply(true, "resumed".into(), "running")
+            }
+            Err(err) => reply(false, format!("resuming failed: {err}"), "paused"),
+        },
+        ControlAction::Kill | ControlAction::Restart => {
+            let restart = action == ControlAction::Restart;
+            if restart {
+                shared.restart_request.store(true, Ordering::SeqCst);
+            } else {
+                if let Ok(mut who) = shared.stop_request.lock() {
+                    who.get_or_insert_with(|| actor.to_string());
+                }
+                // No restart after this, whatever the policy says.
+                shared.user_stop.store(true, Ordering::SeqCst);
+            }
+            say!(
+                "sentry: {} the command at the request of {actor}",
+                if restart { "restarting" } else { "stopping" }
+            );
+            shared.paused.store(false, Ordering::SeqCst);
+            let asked = Instant::now();
+            act::stop(&control, act::STOP_GRACE);
+            while !control.has_ended() && asked.elapsed() < CONTROL_WAIT {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let took = asked.elapsed().as_secs_f64();
+            let status = if restart { "restarting" } else { "stopped" };
+            if control.has_ended() {
+                let how = if took < act::STOP_GRACE.as_secs_f64() {
+                    "after SIGTERM"
+                } else {
+                    "after SIGKILL (it ignored SIGTERM)"
+                };
+                reply(
+                    true,
+                    format!("{status}: the command ended {took:.1} s {how}"),
+                    status,
+                )
+            } else {
+                reply(
+                    false,
+                    format!("asked to end, but the command is still running {took:.1} s later"),
+                    "stopping",
+                )
+            }
+        }
+    };
+    if let Ok(sink) = shared.sink.lock() {
+        if let Some(sink) = sink.as_ref() {
+            sink.control(actor, action.as_str(), &result.outcome, &result.status);
+        }
+    }
+    result
+}
+
+/// Opens the store for this run, or says why the run goes unrecorded (supervision matters
+/// more than the record: a broken store never stops the command from running).
+fn start_recorder(options: &RunOptions) -> Option<(Recorder, PathBuf)> {
+    let path = match &options.store {
+        StoreChoice::Off => return None,
+        StoreChoice::Path(p) => p.clone(),
+        StoreChoice::Default => match crate::store::default_path() {
+            Ok(p) => p,
+            Err(err) => {
+                say!("sentry: not recording this run: {err}");
+                return None;
+            }
+        },
+    };
+    let socket = control::socket_path(&path, std::process::id());
+    let run = NewRun {
+        kind: "run".into(),
+        command: options
+            .command
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+        control_socket: Some(socket.clone()),
+        retain_days: Some(options.retain_days),
+    };
+    match Recorder::start(&path, &run) {
+        Ok(recorder) => Some((recorder, socket)),
+        Err(err) => {
+            say!("sentry: not recording this run: {err}");
+            None
+        }
     }
 }
 
@@ -435,6 +604,30 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
         }
     };
 
+    let (mut recorder, control_server) = match start_recorder(options) {
+        Some((recorder, socket)) => {
+            if let Ok(mut sink) = shared.sink.lock() {
+                *sink = Some(recorder.sink());
+            }
+            let handler_shared = Arc::clone(&shared);
+            let server = ControlServer::start(&socket, move |action, actor| {
+                handle_control(&handler_shared, action, actor)
+            });
+            let server = match server {
+                Ok(server) => Some(server),
+                Err(err) => {
+                    say!(
+                        "sentry: the run cannot be controlled from the dashboard: cannot listen on {}: {err}",
+                        socket.display()
+                    );
+                    None
+                }
+            };
+            (Some(recorder), server)
+        }
+        None => (None, None),
+    };
+
     let started = Instant::now();
     let mut tally = Tally::default();
     let mut incidents: Vec<Incident> = Vec::new();
@@ -455,10 +648,19 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
                     line.finish();
                 }
                 finish_signals();
+                drop(control_server);
+                if let Some(recorder) = recorder.take() {
+                    if let Err(msg) = recorder.fail(err.exit_code().into(), &err.to_string()) {
+                        say!("sentry: {msg}");
+                    }
+                }
                 return Err(err);
             }
         };
         mode_name = run.mode();
+        if let Some(recorder) = &recorder {
+            recorder.mode(mode_name);
+        }
         let control = run.control();
         shared
             .mode_kernel
@@ -477,8 +679,11 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
             } else {
                 String::new()
             };
+            let run_note = recorder
+                .as_ref()
+                .map_or(String::new(), |r| format!(", run #{}", r.run_id()));
             say!(
-                "sentry: mode {mode_name} ({what}, {}), pid {}{attempt_note}",
+                "sentry: mode {mode_name} ({what}, {}), pid {}{run_note}{attempt_note}",
                 control.describe(),
                 control.pid()
             );
@@ -508,13 +713,25 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
                     // Nothing to decide once sentry acted, or once the command has ended: the
                     // last sample of a finished tree (its processes reaped, their last I/O
                     // unread) must not turn a job that just succeeded into a "runaway".
+                    if let Some(recorder) = recorder.as_mut() {
+                        recorder.sample(&sample, watch.lines());
+                    }
                     if fate.stopped || fate.restart || sample.pids == 0 || control.has_ended() {
                         continue;
                     }
-                    if let Some(esc) = watch.sample(&sample) {
+                    let escalation = watch.sample(&sample);
+                    if let (Some(recorder), Some(decision)) =
+                        (recorder.as_mut(), watch.last_decision())
+                    {
+                        recorder.decision(decision, attempt);
+                    }
+                    if let Some(esc) = escalation {
                         let incident = carry_out(
                             &esc, &control, &shared, options, restarts, attempt, &mut fate,
                         );
+                        if let Some(recorder) = &recorder {
+                            recorder.incident(&incident);
+                        }
                         incidents.push(incident);
                     }
                 }
@@ -554,6 +771,17 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
         };
         tally.add_totals(&end.totals);
         tally.leftover += end.leftover_pids;
+        if shared.stop_request.lock().is_ok_and(|who| who.is_some()) {
+            fate.stopped = true;
+        }
+        if shared.restart_request.swap(false, Ordering::SeqCst)
+            && !shared.user_stop.load(Ordering::SeqCst)
+        {
+            // Asked for through the control channel: at once, outside the policy's budget.
+            restarts += 1;
+            say!("sentry: restarting now (requested; restart {restarts})");
+            continue;
+        }
         if fate.restart && !shared.user_stop.load(Ordering::SeqCst) {
             restarts += 1;
             let delay = act::restart_backoff(restarts);
@@ -573,6 +801,7 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
         break (end, fate);
     };
     let duration = started.elapsed();
+    drop(control_server);
     if let Some(line) = status_line.take() {
         line.finish();
     }
@@ -643,7 +872,19 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
             "capture"
         }
         .to_string(),
+        stop_requested_by: shared.stop_request.lock().ok().and_then(|who| who.clone()),
+        run_id: recorder.as_ref().map(Recorder::run_id),
     };
+    if let Ok(mut sink) = shared.sink.lock() {
+        *sink = None;
+    }
+    let store_problem = recorder.take().and_then(|r| {
+        r.finish(&report, if stopped { "stopped" } else { "exited" })
+            .err()
+    });
+    if let Some(problem) = store_problem {
+        say!("sentry: {problem}");
+    }
     if let Some(path) = &options.report {
         report
             .write_to(path)
@@ -689,12 +930,13 @@ fn carry_out(
     fate: &mut AttemptFate,
 ) -> Incident {
     let at = esc.decision.at.as_secs_f64();
-    let what = format!(
+    let what = crate::redact::redact(&format!(
         "{}: {} (confidence {:.2})",
         esc.lead.kind.label(),
         esc.lead.summary,
         esc.decision.confidence
-    );
+    ))
+    .into_owned();
     let (taken, outcome) = match esc.action {
         Action::Continue | Action::Alert => {
             say!("sentry: alert after {at:.1} s: {what}");
@@ -832,7 +1074,12 @@ pub fn summary_lines(report: &RunReport) -> Vec<String> {
         Some(sig) => format!("killed by signal {sig}"),
         None => format!("exited with {}", report.child_exit_code),
     };
-    if report.stopped_by_sentry {
+    if let (true, Some(who)) = (report.stopped_by_sentry, &report.stop_requested_by) {
+        lines.push(format!(
+            "Process stopped by sentry at the request of {who} after {:.1} s (the command {ended}; sentry exits with {EXIT_STOPPED})",
+            report.duration_s
+        ));
+    } else if report.stopped_by_sentry {
         lines.push(format!(
             "Process stopped by sentry after {:.1} s (the command {ended}; sentry exits with {EXIT_STOPPED})",
             report.duration_s
@@ -883,6 +1130,8 @@ mod tests {
             capture_budget_exceeded: false,
             leftover_processes_killed: 0,
             probe: "capture".into(),
+            stop_requested_by: None,
+            run_id: None,
         }
     }
 

@@ -8,7 +8,8 @@
 use crate::decide::{DecisionEngine, Level, Policy};
 use crate::detect::resource::ResourceDetectors;
 use crate::detect::OutputPipeline;
-use crate::model::{Action, Decision, Finding, Incident, OutputChunk, Sample};
+use crate::model::{Action, Decision, Evidence, Finding, Incident, OutputChunk, Sample};
+use crate::redact;
 
 /// The decision engine asked for a stronger action than before.
 #[derive(Debug, Clone)]
@@ -23,18 +24,31 @@ pub struct Escalation {
 
 impl Escalation {
     /// The incident recording this escalation, with what was done about it.
+    /// Secrets in the evidence are redacted here, before the incident is printed, reported,
+    /// stored or streamed.
     pub fn incident(&self, taken: Action, outcome: String, attempt: u32) -> Incident {
+        let clean = |s: &str| redact::redact(s).into_owned();
+        let mut evidence = self.lead.evidence.clone();
+        if let Evidence::Loop(l) = &mut evidence {
+            for line in l.example.iter_mut().chain(l.pattern.iter_mut()) {
+                *line = clean(line);
+            }
+        }
         Incident {
             kind: self.lead.kind,
             detected_after_s: self.decision.at.as_secs_f64(),
             action: taken,
             score: self.lead.score,
             confidence: self.decision.confidence,
-            summary: format!("{}: {}", self.lead.kind.label(), self.lead.summary),
+            summary: clean(&format!(
+                "{}: {}",
+                self.lead.kind.label(),
+                self.lead.summary
+            )),
             outcome,
             attempt,
-            reasons: self.decision.reasons.clone(),
-            evidence: self.lead.evidence.clone(),
+            reasons: self.decision.reasons.iter().map(|r| clean(r)).collect(),
+            evidence,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! how fast `sentry run` catches live runaways and what it costs while watching a quiet command.
 //! All drive the `sentry` binary as a process: xtask never links the `sentry` crate.
 
+mod api;
 mod capture;
 mod detect;
 mod live;
@@ -32,6 +33,8 @@ enum Which {
     /// Time to detect live output loops and silent spins under `sentry run`, and sentry's own
     /// CPU and memory over a quiet command (needs root).
     DetectLive(live::LiveArgs),
+    /// Requests/s and latency of the HTTP API (`wrk`), and memory for 100 SSE clients.
+    Api(api::ApiArgs),
 }
 
 /// Runs the chosen benchmark; an error means a target was missed or the bench could not run.
@@ -41,6 +44,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Which::Detect(a) => detect::run(&root, a),
         Which::Capture(a) => capture::run(&root, a),
         Which::DetectLive(a) => live::run(&root, a),
+        Which::Api(a) => api::run(&root, a),
     }
 }
 
