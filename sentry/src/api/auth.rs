@@ -4,10 +4,12 @@
 //! valid key is always served and never touches the limiter. The key is never logged, and a
 //! failure's detail never echoes what was sent.
 
+use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -48,6 +50,24 @@ pub fn client_ip(req: &Request) -> Option<IpAddr> {
         .map(|ConnectInfo(addr)| addr.ip())
 }
 
+/// Extractor: the client's address, when the server was started with connect info (a
+/// router served without it still works, and records no address).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Option<SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| *addr),
+        ))
+    }
+}
+
 /// Layer (via `middleware::from_fn_with_state`): lets through requests with the valid key
 /// and public paths, answers the rest with 401 or 429.
 pub async fn require_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -73,7 +93,10 @@ pub async fn require_key(State(state): State<AppState>, req: Request, next: Next
                  `sentry dashboard` printed (after #token=), or SENTRY_API_KEY"
             },
         )
-        .with_header(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"sentry\""))
+        .with_header(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"sentry\""),
+        )
         .into_response(),
         Err(wait) => {
             let secs = wait.as_secs_f64().ceil().max(1.0) as u64;

@@ -51,9 +51,8 @@ pub async fn healthz() -> Response {
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Response, Problem> {
     let ping = tokio::time::timeout(READY_TIMEOUT, state.db().run(|s| s.ping())).await;
-    let unavailable = |detail: String| {
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "store-unavailable", detail)
-    };
+    let unavailable =
+        |detail: String| Problem::new(StatusCode::SERVICE_UNAVAILABLE, "store-unavailable", detail);
     match ping {
         Ok(Ok(())) => Ok(healthz().await),
         Ok(Err(problem)) => Err(unavailable(problem.detail().to_string())),

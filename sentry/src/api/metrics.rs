@@ -59,7 +59,9 @@ impl RequestMetrics {
             .enumerate()
             .map(|(i, n)| (n.clone(), i))
             .collect();
-        let counts = (0..names.len() * CODES).map(|_| AtomicU64::new(0)).collect();
+        let counts = (0..names.len() * CODES)
+            .map(|_| AtomicU64::new(0))
+            .collect();
         let _ = self.routes.set(RouteTable {
             names,
             index,
@@ -264,7 +266,10 @@ mod tests {
             "sentry_api_auth_failures_total 1",
             "# TYPE sentry_api_requests_total counter",
         ] {
-            assert!(out.lines().any(|l| l == line), "missing {line:?} in:\n{out}");
+            assert!(
+                out.lines().any(|l| l == line),
+                "missing {line:?} in:\n{out}"
+            );
         }
     }
 

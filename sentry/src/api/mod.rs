@@ -205,10 +205,7 @@ pub fn router(state: AppState) -> Router {
     state
         .request_metrics()
         .set_routes(doc.paths.paths.keys().map(String::as_str));
-    let _ = state
-        .inner
-        .openapi
-        .set(doc.to_json().unwrap_or_default());
+    let _ = state.inner.openapi.set(doc.to_json().unwrap_or_default());
     router
         .fallback(problem::no_route)
         .layer(

@@ -76,7 +76,9 @@ impl Origins {
         for origin in extra_origins {
             let o = origin.trim().trim_end_matches('/');
             let valid = (o.starts_with("http://") || o.starts_with("https://"))
-                && !o.split_once("://").is_some_and(|(_, rest)| rest.is_empty() || rest.contains('/'));
+                && !o
+                    .split_once("://")
+                    .is_some_and(|(_, rest)| rest.is_empty() || rest.contains('/'));
             if !valid {
                 return Err(format!(
                     "--allow-origin {origin:?}: give an exact origin, scheme://host[:port] \
@@ -118,7 +120,11 @@ impl Origins {
 
 /// Layer (via `middleware::from_fn_with_state`): 403 for a request whose `Host` (or, in
 /// HTTP/2, `:authority`) is not one of this server's names.
-pub async fn require_known_host(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn require_known_host(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let host = req
         .headers()
         .get(HOST)
@@ -158,10 +164,21 @@ mod tests {
     #[test]
     fn loopback_names_with_the_port_are_accepted_by_default() {
         let o = origins(&[], &[]).unwrap();
-        for ok in ["127.0.0.1:3001", "localhost:3001", "LOCALHOST:3001", "[::1]:3001"] {
+        for ok in [
+            "127.0.0.1:3001",
+            "localhost:3001",
+            "LOCALHOST:3001",
+            "[::1]:3001",
+        ] {
             assert!(o.allows_host(ok), "{ok} refused");
         }
-        for bad in ["evil.example", "evil.example:3001", "127.0.0.1:3002", "localhost", "127.0.0.1"] {
+        for bad in [
+            "evil.example",
+            "evil.example:3001",
+            "127.0.0.1:3002",
+            "localhost",
+            "127.0.0.1",
+        ] {
             assert!(!o.allows_host(bad), "{bad} accepted");
         }
     }

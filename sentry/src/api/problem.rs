@@ -43,7 +43,11 @@ pub struct Problem {
 
 impl Problem {
     /// A problem of type `urn:problem-type:sentry:<slug>`.
-    pub fn new(status: StatusCode, slug: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        slug: &'static str,
+        detail: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Problem {
             status,
             slug,
@@ -140,8 +144,9 @@ pub async fn as_problem(req: Request, next: Next) -> Response {
         .await
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
         .unwrap_or_default();
-    let detail = if text.is_empty() {
-        default_detail(status).to_string()
+    // tower-http's 413 says only "length limit exceeded".
+    let detail = if text.is_empty() || status == StatusCode::PAYLOAD_TOO_LARGE {
+        default_detail(status).into_owned()
     } else {
         text
     };
@@ -161,15 +166,18 @@ fn is_problem(res: &Response) -> bool {
         .is_some_and(|v| v.starts_with(PROBLEM_JSON))
 }
 
-fn default_detail(status: StatusCode) -> &'static str {
-    match status {
+fn default_detail(status: StatusCode) -> Cow<'static, str> {
+    let text = match status {
         StatusCode::METHOD_NOT_ALLOWED => {
             "this path does not take that method; the Allow header lists the ones it takes"
         }
-        StatusCode::PAYLOAD_TOO_LARGE => "the request body is larger than this API accepts",
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            "the request body is larger than this API accepts (16 KiB)"
+        }
         StatusCode::REQUEST_TIMEOUT => "the request took too long to answer",
         _ => status.canonical_reason().unwrap_or("error"),
-    }
+    };
+    text.into()
 }
 
 /// The router's fallback: no route has this path.
@@ -190,8 +198,8 @@ mod tests {
 
     #[test]
     fn a_problem_has_the_rfc7807_members_and_media_type() {
-        let res = Problem::new(StatusCode::CONFLICT, "run-not-live", "run 3 has ended")
-            .into_response();
+        let res =
+            Problem::new(StatusCode::CONFLICT, "run-not-live", "run 3 has ended").into_response();
         assert_eq!(res.status(), StatusCode::CONFLICT);
         assert_eq!(res.headers()[CONTENT_TYPE], PROBLEM_JSON);
         let body = Problem::new(StatusCode::CONFLICT, "run-not-live", "run 3 has ended").body();

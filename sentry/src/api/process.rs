@@ -8,12 +8,13 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::auth::ClientAddr;
 use super::problem::{Problem, ProblemBody};
 use super::runs::run_not_found;
 use super::AppState;
@@ -66,10 +67,10 @@ macro_rules! control_endpoint {
         )]
         pub async fn $name(
             State(state): State<AppState>,
-            client: Option<ConnectInfo<SocketAddr>>,
+            ClientAddr(client): ClientAddr,
             Json(req): Json<ControlRequest>,
         ) -> Result<Json<ControlResponse>, Problem> {
-            act(state, $action, client.map(|ConnectInfo(a)| a), req.run_id).await
+            act(state, $action, client, req.run_id).await
         }
     };
 }

@@ -117,7 +117,10 @@ pub async fn list(
         (status = 404, description = "No such run", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
-pub async fn one(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Json<RunRow>, Problem> {
+pub async fn one(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<RunRow>, Problem> {
     state
         .db()
         .run(move |s| s.run(id))

@@ -180,7 +180,12 @@ impl Cursor {
             }
             if !self.caught_up {
                 let after = self.last;
-                match self.state.db().run(move |s| s.events_after(after, PAGE)).await {
+                match self
+                    .state
+                    .db()
+                    .run(move |s| s.events_after(after, PAGE))
+                    .await
+                {
                     Ok(rows) => {
                         self.caught_up = rows.len() < PAGE as usize;
                         self.pending
@@ -234,13 +239,17 @@ pub async fn stream(
                 .and_then(|s| s.trim().parse::<i64>().ok())
                 .filter(|id| *id >= 0)
                 .ok_or_else(|| {
-                    Problem::bad_request("Last-Event-ID must be an event id (a non-negative integer)")
+                    Problem::bad_request(
+                        "Last-Event-ID must be an event id (a non-negative integer)",
+                    )
                 })?,
         ),
         None => params.after,
     };
     if resume.is_some_and(|id| id < 0) {
-        return Err(Problem::bad_request("after must be a non-negative event id"));
+        return Err(Problem::bad_request(
+            "after must be a non-negative event id",
+        ));
     }
     state.hub().ensure_poller(&state).await?;
     // Subscribe before reading the starting point, so that nothing falls between the two.

@@ -30,7 +30,7 @@ pub struct DashboardArgs {
     #[arg(long)]
     pub allow_remote: bool,
     /// The store (default: $XDG_DATA_HOME/sentry/sentry.db, the invoking user's under sudo).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", env = "SENTRY_DB")]
     pub db: Option<PathBuf>,
     /// Another `Host` name the server answers to (e.g. behind a reverse proxy); repeatable.
     #[arg(long = "allow-host", value_name = "HOST")]
@@ -76,8 +76,7 @@ fn serve(args: &DashboardArgs) -> anyhow::Result<()> {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(std::path::Path::new("."))
         .to_path_buf();
-    let (key, source, warning) =
-        key::load_or_create(&key_dir).context("cannot get the API key")?;
+    let (key, source, warning) = key::load_or_create(&key_dir).context("cannot get the API key")?;
     if let Some(warning) = warning {
         eprintln!("sentry dashboard: warning: {warning}");
     }
@@ -105,7 +104,10 @@ async fn listen(
             args.bind
         ),
         Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable => {
-            bail!("cannot listen on {}: no interface of this host has that address", args.bind)
+            bail!(
+                "cannot listen on {}: no interface of this host has that address",
+                args.bind
+            )
         }
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => bail!(
             "not allowed to listen on port {} (ports below 1024 need privileges); pick \
@@ -114,9 +116,11 @@ async fn listen(
         ),
         Err(e) => return Err(e).with_context(|| format!("cannot listen on {wanted}")),
     };
-    let addr = listener.local_addr().context("cannot read the bound address")?;
-    let origins = Origins::new(addr, &args.allow_hosts, &args.allow_origins)
-        .map_err(anyhow::Error::msg)?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    let origins =
+        Origins::new(addr, &args.allow_hosts, &args.allow_origins).map_err(anyhow::Error::msg)?;
     let config = ApiConfig {
         heartbeat: Duration::from_secs_f64(args.heartbeat),
         ..ApiConfig::default()
