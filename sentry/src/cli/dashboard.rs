@@ -141,6 +141,8 @@ async fn listen(
             state.origins().hosts().join(", ")
         );
     }
+    // Handlers first: a SIGTERM sent as soon as the URL is printed must stop us cleanly.
+    let stop = stop_signal().context("cannot install the signal handlers")?;
     eprintln!("sentry dashboard: store {}", db.path().display());
     eprintln!("sentry dashboard: API key {source}");
     {
@@ -161,7 +163,7 @@ async fn listen(
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(async move {
-        stop_signal().await;
+        stop.await;
         eprintln!("sentry dashboard: stopping");
         stopping.shutdown();
     })
@@ -170,19 +172,15 @@ async fn listen(
     Ok(())
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn stop_signal() {
+/// Installs the SIGINT and SIGTERM handlers; the future resolves on either.
+fn stop_signal() -> io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{signal, SignalKind};
-    let term = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
+    })
 }
