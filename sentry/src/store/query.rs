@@ -559,6 +559,19 @@ impl Store {
         })
     }
 
+    /// A token that changes whenever what a query reads may have changed: after a commit by
+    /// any other connection or process (`PRAGMA data_version`) or a change made through this
+    /// connection. Equal tokens from the same connection mean a query would read the same
+    /// rows, so its answer can be reused.
+    pub fn version(&self) -> Result<(i64, u64), StoreError> {
+        let data_version = self
+            .conn()
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
+            .map_err(|e| self.error(e))?;
+        Ok((data_version, self.conn().total_changes()))
+    }
+
     /// Records who did what; returns the record's id.
     pub fn record_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
         self.conn()
