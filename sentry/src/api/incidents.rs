@@ -21,14 +21,17 @@ use crate::store::{IncidentQuery, IncidentRow};
 #[into_params(parameter_in = Query)]
 pub struct IncidentParams {
     /// Only this run's incidents.
+    #[param(minimum = 1)]
     pub run: Option<i64>,
     /// Only this kind.
     pub kind: Option<FindingKind>,
     /// Only those where this was done.
     pub action: Option<Action>,
     /// Page size: 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// Only incidents older than this id (the previous page's `next_before`).
+    #[param(minimum = 1)]
     pub before: Option<i64>,
 }
 

@@ -29,6 +29,7 @@ const ACTOR: &str = "api";
 #[serde(deny_unknown_fields)]
 pub struct ControlRequest {
     /// The run's id.
+    #[schema(minimum = 1)]
     pub run_id: i64,
 }
 
