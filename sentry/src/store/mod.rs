@@ -466,6 +466,50 @@ mod tests {
     }
 
     #[test]
+    fn retention_deletes_old_ended_runs_with_everything_recorded_about_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sentry.db");
+        let store = Store::open(&path).unwrap();
+        let old = unix_now() - 40.0 * 86_400.0;
+        let c = store.conn();
+        for (ended, status) in [
+            (Some(old), "exited"),
+            (None, "running"),
+            (Some(unix_now()), "stopped"),
+        ] {
+            c.execute(
+                "INSERT INTO runs (command, host, user, pid, started_at, ended_at, status) \
+                 VALUES ('[\"x\"]', 'h', 'u', 1, ?1, ?2, ?3)",
+                rusqlite::params![old, ended, status],
+            )
+            .unwrap();
+            let id = c.last_insert_rowid();
+            c.execute(
+                "INSERT INTO events (run_id, at, type, data) VALUES (?1, ?2, 'sample', '{}')",
+                rusqlite::params![id, old],
+            )
+            .unwrap();
+        }
+        assert_eq!(store.retain(30).unwrap(), 1);
+        let left: Vec<String> = c
+            .prepare("SELECT status FROM runs ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            left,
+            ["running", "stopped"],
+            "a live or recent run was deleted"
+        );
+        let events: i64 = c
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(events, 2, "the deleted run's events were kept");
+    }
+
+    #[test]
     fn a_directory_in_the_way_is_an_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
         let err = Store::open(dir.path()).unwrap_err();

@@ -58,6 +58,7 @@ enum Msg {
     Incident(Value),
     Status(String),
     Control(Value),
+    Audit(super::AuditEntry),
     End(Box<End>),
 }
 
@@ -84,6 +85,19 @@ impl EventSink {
     pub fn control(&self, actor: &str, action: &str, outcome: &str, status: &str) {
         let data = json!({"actor": actor, "action": action, "outcome": outcome, "status": status});
         let _ = self.tx.send(Msg::Control(data));
+    }
+
+    /// Records in the audit log who asked the run to do what from the command line (a
+    /// signal sent to sentry), and what came of it.
+    pub fn audit(&self, actor: &str, action: &str, result: &str) {
+        let _ = self.tx.send(Msg::Audit(super::AuditEntry {
+            actor: actor.to_string(),
+            action: action.to_string(),
+            target: String::new(),
+            result: result.to_string(),
+            client: None,
+            detail: None,
+        }));
     }
 
     /// Records a change of state (`paused`, `running`).
@@ -603,6 +617,22 @@ fn write_batch(store: &mut Store, run_id: i64, batch: &[Msg]) -> Result<(), Stor
             }
             Msg::Control(data) => {
                 event(&tx, "control", data).map_err(err)?;
+            }
+            Msg::Audit(entry) => {
+                tx.execute(
+                    "INSERT INTO audit (at, actor, action, target, result, client, detail) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![
+                        at,
+                        entry.actor,
+                        entry.action,
+                        format!("run {run_id}"),
+                        entry.result,
+                        entry.client,
+                        entry.detail
+                    ],
+                )
+                .map_err(err)?;
             }
             Msg::End(end) => {
                 tx.execute(

@@ -275,6 +275,14 @@ struct Shared {
 }
 
 impl Shared {
+    fn record_audit(&self, actor: &str, action: &str, result: &str) {
+        if let Ok(sink) = self.sink.lock() {
+            if let Some(sink) = sink.as_ref() {
+                sink.audit(actor, action, result);
+            }
+        }
+    }
+
     fn record_status(&self, status: &str) {
         if let Ok(sink) = self.sink.lock() {
             if let Some(sink) = sink.as_ref() {
@@ -354,6 +362,7 @@ fn signal_thread(mut signals: watched::Signals, shared: Arc<Shared>) {
                         Ok(()) => {
                             say!("sentry: resumed {}", control.describe());
                             shared.record_status("running");
+                            shared.record_audit("cli (SIGUSR1)", "resume", "resumed");
                         }
                         Err(err) => say!("sentry: cannot resume: {err}"),
                     }
@@ -362,6 +371,16 @@ fn signal_thread(mut signals: watched::Signals, shared: Arc<Shared>) {
             continue;
         }
         shared.user_stop.store(true, Ordering::SeqCst);
+        let origin = if by_kernel { "terminal" } else { "kill" };
+        shared.record_audit(
+            &format!("cli ({signal} from {origin})"),
+            "stop",
+            if control.is_some() {
+                "forwarded to the command"
+            } else {
+                "held until the command starts"
+            },
+        );
         let Some(control) = control else { continue };
         if forwarded {
             say!("sentry: second {signal}: killing the whole tree");
