@@ -8,6 +8,7 @@
 //! the build tooling (that is `xtask`).
 
 pub mod act;
+pub mod api;
 pub mod capture;
 pub mod cli;
 pub mod decide;

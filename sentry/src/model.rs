@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Bytes one process wrote to one file descriptor in one `write()`/`writev()` (or one PTY read).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +52,9 @@ pub struct Sample {
 }
 
 /// What a detector noticed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingKind {
     /// A periodic sequence of output templates.
@@ -80,7 +83,7 @@ impl FindingKind {
 }
 
 /// Evidence for an output loop.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LoopEvidence {
     /// Cycle length in logical lines.
     pub period: usize,
@@ -97,7 +100,7 @@ pub struct LoopEvidence {
 }
 
 /// Evidence for a resource finding (CPU, memory, stall, fork storm).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ResourceEvidence {
     /// What was measured, e.g. `cpu_pct`, `mem_bytes`, `pids`, `idle_s`.
     pub metric: String,
@@ -110,7 +113,7 @@ pub struct ResourceEvidence {
 }
 
 /// The evidence behind a finding.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Evidence {
     /// An output loop.
@@ -137,7 +140,9 @@ pub struct Finding {
 }
 
 /// What sentry does about the tree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Nothing to do.
@@ -181,7 +186,7 @@ pub struct Decision {
 }
 
 /// A decision that did something (alert or stronger), as recorded and reported.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Incident {
     /// The leading finding's kind.
     pub kind: FindingKind,

@@ -5,6 +5,8 @@
 //! of the profile these tests were built with; the harness builds it with `cargo build -p
 //! sentry` first so a test never runs a stale binary.
 
+pub mod http;
+
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Output, Stdio};

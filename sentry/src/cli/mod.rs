@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod analyze;
+pub mod dashboard;
 pub mod demo;
 pub mod doctor;
 pub mod incidents;
@@ -38,6 +39,17 @@ pub enum Command {
                       output); 1 only if doctor itself fails (its output cannot be written)."
     )]
     Doctor(doctor::DoctorArgs),
+    /// Serve the HTTP API (and the web UI) over the store, on a loopback port.
+    ///
+    /// Prints `listening on http://127.0.0.1:PORT` and a URL carrying the API key after
+    /// `#token=`. Every endpoint but /healthz and /readyz needs `Authorization: Bearer KEY`;
+    /// the key is made on first use in `api-key` beside the store (0600), and
+    /// SENTRY_API_KEY overrides it. GET /openapi.json describes the API.
+    #[command(
+        after_help = "Exit status: 0 when stopped by Ctrl-C or SIGTERM; 1 when it cannot \
+                      serve (port in use, store unusable, bad flags)."
+    )]
+    Dashboard(dashboard::DashboardArgs),
     /// The incidents recorded in the evidence store, newest first.
     Incidents(incidents::IncidentsArgs),
     /// A self-contained demonstration: a runaway caught, healthy work left alone, a recovery.
@@ -54,6 +66,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Analyze(args) => analyze::run(&args),
         Command::Doctor(args) => doctor::run(&args),
+        Command::Dashboard(args) => dashboard::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Incidents(args) => incidents::run(&args),
         Command::Workload(args) => workload::run(&args),

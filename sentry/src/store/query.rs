@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Row};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::{unix_now, Store, StoreError};
 use crate::model::{Action, Evidence, FindingKind};
@@ -69,7 +70,7 @@ pub struct AuditQuery {
 }
 
 /// A supervised run as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct RunRow {
     /// Store id.
     pub id: i64,
@@ -121,7 +122,7 @@ impl RunRow {
 }
 
 /// An incident as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct IncidentRow {
     /// Store id.
     pub id: i64,
@@ -152,7 +153,7 @@ pub struct IncidentRow {
 }
 
 /// One entry of the event log that `/stream` serves.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct EventRow {
     /// Event id, increasing; `Last-Event-ID`.
     pub id: i64,
@@ -164,11 +165,12 @@ pub struct EventRow {
     #[serde(rename = "type")]
     pub kind: String,
     /// The payload (already redacted).
+    #[schema(value_type = Object)]
     pub data: serde_json::Value,
 }
 
 /// One stored sample (downsampled for long runs: peaks are kept, see `Recorder`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct SampleRow {
     /// Store id.
     pub id: i64,
@@ -195,7 +197,7 @@ pub struct SampleRow {
 }
 
 /// Who did what through the API or the CLI.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct AuditEntry {
     /// `api`, `cli`, `signal`…
     pub actor: String,
@@ -212,7 +214,7 @@ pub struct AuditEntry {
 }
 
 /// An audit record as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct AuditRow {
     /// Store id.
     pub id: i64,
@@ -555,6 +557,19 @@ impl Store {
             events_lost_total,
             restarts_total,
         })
+    }
+
+    /// A token that changes whenever what a query reads may have changed: after a commit by
+    /// any other connection or process (`PRAGMA data_version`) or a change made through this
+    /// connection. Equal tokens from the same connection mean a query would read the same
+    /// rows, so its answer can be reused.
+    pub fn version(&self) -> Result<(i64, u64), StoreError> {
+        let data_version = self
+            .conn()
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
+            .map_err(|e| self.error(e))?;
+        Ok((data_version, self.conn().total_changes()))
     }
 
     /// Records who did what; returns the record's id.

@@ -1,0 +1,93 @@
+//! `GET /openapi.json`: the OpenAPI 3 document of this API, generated from the handlers' own
+//! route attributes and the Rust types they exchange (utoipa), so that it cannot drift from
+//! the router; and `GET /`, the page the dashboard UI will replace.
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::HeaderValue;
+use axum::response::{Html, IntoResponse, Response};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::problem::ProblemBody;
+use super::AppState;
+
+/// The document's fixed parts; the paths are added by the router as it registers them.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "sentry",
+        description = "The HTTP API of `sentry dashboard`: runs, incidents, timelines, samples, \
+                       metrics, a live event stream and control of live runs. Every endpoint \
+                       except /healthz, /readyz and / needs `Authorization: Bearer <key>`. \
+                       Errors are RFC 7807 problem details (application/problem+json)."
+    ),
+    components(schemas(ProblemBody)),
+    modifiers(&BearerKey),
+    security(("bearer" = [])),
+    tags(
+        (name = "health", description = "Liveness and readiness"),
+        (name = "runs", description = "Supervised runs, their timelines and samples"),
+        (name = "incidents", description = "What sentry did about runaways"),
+        (name = "stream", description = "Live events (Server-Sent Events)"),
+        (name = "control", description = "Kill, restart, pause or resume a live run"),
+        (name = "audit", description = "Who did what through the API or CLI"),
+        (name = "metrics", description = "Prometheus metrics"),
+        (name = "meta", description = "This document and the dashboard page"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerKey;
+
+impl Modify for BearerKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// This API's OpenAPI 3 document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "meta",
+    responses(
+        (status = 200, description = "The OpenAPI document", body = Object, content_type = "application/json"),
+        (status = 401, description = "No valid API key", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub async fn document(State(state): State<AppState>) -> Response {
+    let mut res = state.openapi_json().into_response();
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+/// The dashboard page. The UI is not built yet; this page says so and points at the API.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "meta",
+    security(()),
+    responses((status = 200, description = "An HTML page", body = String, content_type = "text/html"))
+)]
+pub async fn index() -> Html<&'static str> {
+    Html(INDEX)
+}
+
+const INDEX: &str = r#"<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>sentry dashboard</title></head>
+<body>
+<h1>sentry dashboard</h1>
+<p>The web UI is not built yet. The HTTP API is running:
+its description is at <a href="/openapi.json">/openapi.json</a>
+(send <code>Authorization: Bearer &lt;key&gt;</code>; the key is the
+<code>#token=</code> part of the URL <code>sentry dashboard</code> printed).</p>
+</body>
+</html>
+"#;

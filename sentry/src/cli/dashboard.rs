@@ -1,0 +1,186 @@
+//! `sentry dashboard`: serves the HTTP API (and, later, the web UI) on one loopback port,
+//! over the store that `sentry run` writes. Prints where it listens and the URL that carries
+//! the API key in its fragment; stops cleanly on Ctrl-C or SIGTERM.
+
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+
+use crate::api::db::{Db, DEFAULT_CONNECTIONS};
+use crate::api::key::{self, ApiKey};
+use crate::api::origins::Origins;
+use crate::api::{self, ApiConfig, AppState};
+
+/// Arguments of `sentry dashboard`.
+#[derive(Debug, Args)]
+pub struct DashboardArgs {
+    /// TCP port to listen on (0 picks a free one).
+    #[arg(long, default_value_t = 3001)]
+    pub port: u16,
+    /// Address to listen on. Anything but loopback needs --allow-remote.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// Allow listening on a non-loopback address (the API is then reachable from other hosts,
+    /// over plain HTTP).
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// The store (default: $XDG_DATA_HOME/sentry/sentry.db, the invoking user's under sudo).
+    #[arg(long, value_name = "PATH", env = "SENTRY_DB")]
+    pub db: Option<PathBuf>,
+    /// Another `Host` name the server answers to (e.g. behind a reverse proxy); repeatable.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub allow_hosts: Vec<String>,
+    /// Another web origin allowed to call the API from a page (exact scheme://host:port);
+    /// repeatable.
+    #[arg(long = "allow-origin", value_name = "URL")]
+    pub allow_origins: Vec<String>,
+    /// Seconds between heartbeat comments on an idle /stream.
+    #[arg(long, value_name = "SECS", default_value_t = 15.0, hide = true)]
+    pub heartbeat: f64,
+}
+
+/// Runs `sentry dashboard` until it is stopped.
+pub fn run(args: &DashboardArgs) -> ExitCode {
+    match serve(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("sentry dashboard: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: &DashboardArgs) -> anyhow::Result<()> {
+    if !args.bind.is_loopback() && !args.allow_remote {
+        bail!(
+            "refusing to listen on {}: it is not a loopback address, so the API would be \
+             reachable from other hosts; pass --allow-remote if that is what you want",
+            args.bind
+        );
+    }
+    if !(args.heartbeat.is_finite() && args.heartbeat >= 0.05) {
+        bail!("--heartbeat must be at least 0.05 seconds");
+    }
+    let db_path = match &args.db {
+        Some(path) => path.clone(),
+        None => crate::store::default_path().context("cannot place the store")?,
+    };
+    let db = Db::open(&db_path, DEFAULT_CONNECTIONS).context("the store is unusable")?;
+    let key_dir = db_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
+    let (key, source, warning) = key::load_or_create(&key_dir).context("cannot get the API key")?;
+    if let Some(warning) = warning {
+        eprintln!("sentry dashboard: warning: {warning}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sentry-api")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(listen(args, db, key, source))
+}
+
+async fn listen(
+    args: &DashboardArgs,
+    db: Db,
+    key: ApiKey,
+    source: key::KeySource,
+) -> anyhow::Result<()> {
+    let wanted = SocketAddr::new(args.bind, args.port);
+    let listener = match tokio::net::TcpListener::bind(wanted).await {
+        Ok(l) => l,
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => bail!(
+            "port {} on {} is already in use (another sentry dashboard?); pass another \
+             --port, or --port 0 for any free one",
+            args.port,
+            args.bind
+        ),
+        Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable => {
+            bail!(
+                "cannot listen on {}: no interface of this host has that address",
+                args.bind
+            )
+        }
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => bail!(
+            "not allowed to listen on port {} (ports below 1024 need privileges); pick \
+             another with --port",
+            args.port
+        ),
+        Err(e) => return Err(e).with_context(|| format!("cannot listen on {wanted}")),
+    };
+    let addr = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
+    let origins =
+        Origins::new(addr, &args.allow_hosts, &args.allow_origins).map_err(anyhow::Error::msg)?;
+    let config = ApiConfig {
+        heartbeat: Duration::from_secs_f64(args.heartbeat),
+        ..ApiConfig::default()
+    };
+    let state = AppState::new(db.clone(), key, origins, config);
+    let app = api::router(state.clone());
+
+    let shown = if addr.ip().is_unspecified() {
+        SocketAddr::new(IpAddr::from([127, 0, 0, 1]), addr.port())
+    } else {
+        addr
+    };
+    if !args.bind.is_loopback() {
+        eprintln!(
+            "sentry dashboard: warning: listening on {addr}, reachable from other hosts over \
+             plain HTTP (the key and captured output travel unencrypted; put TLS in front). \
+             Hosts accepted: {}; add names with --allow-host",
+            state.origins().hosts().join(", ")
+        );
+    }
+    // Handlers first: a SIGTERM sent as soon as the URL is printed must stop us cleanly.
+    let stop = stop_signal().context("cannot install the signal handlers")?;
+    eprintln!("sentry dashboard: store {}", db.path().display());
+    eprintln!("sentry dashboard: API key {source}");
+    {
+        let mut out = io::stdout().lock();
+        writeln!(out, "sentry dashboard: listening on http://{shown}")?;
+        // The one place the key is shown: in the fragment, which browsers never send.
+        writeln!(
+            out,
+            "sentry dashboard: open http://{shown}/#token={}",
+            state.key().expose()
+        )?;
+        out.flush()?;
+    }
+
+    let stopping = state.clone();
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        stop.await;
+        eprintln!("sentry dashboard: stopping");
+        stopping.shutdown();
+    })
+    .await
+    .context("the server failed")?;
+    Ok(())
+}
+
+/// Installs the SIGINT and SIGTERM handlers; the future resolves on either.
+fn stop_signal() -> io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
+}
