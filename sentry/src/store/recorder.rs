@@ -619,8 +619,11 @@ fn write_batch(store: &mut Store, run_id: i64, batch: &[Msg]) -> Result<(), Stor
                 data["id"] = tx.last_insert_rowid().into();
                 data["run_id"] = run_id.into();
                 data["at"] = at.into();
-                tx.execute("UPDATE runs SET runaway = 1 WHERE id = ?1", params![run_id])
-                    .map_err(err)?;
+                tx.execute(
+                    "UPDATE runs SET runaway = 1, incidents = incidents + 1 WHERE id = ?1",
+                    params![run_id],
+                )
+                .map_err(err)?;
                 event(&tx, "incident", &data).map_err(err)?;
             }
             Msg::Status(status) => {

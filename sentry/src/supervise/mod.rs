@@ -272,6 +272,8 @@ struct Shared {
     restart_request: AtomicBool,
     /// Where state changes are recorded.
     sink: Mutex<Option<EventSink>>,
+    /// The command has been started at least once.
+    started: AtomicBool,
 }
 
 impl Shared {
@@ -424,11 +426,19 @@ fn handle_control(shared: &Shared, action: ControlAction, actor: &str) -> Contro
         status: status.to_string(),
     };
     let Some(control) = shared.current_control() else {
-        return reply(
-            false,
-            "no command is running right now (it is between restarts or ending)".into(),
-            "restarting",
-        );
+        return if shared.started.load(Ordering::SeqCst) {
+            reply(
+                false,
+                "no command is running right now: it is between restarts, or ending".into(),
+                "restarting",
+            )
+        } else {
+            reply(
+                false,
+                "the command has not started yet; try again in a moment".into(),
+                "starting",
+            )
+        };
     };
     let paused = shared.paused.load(Ordering::SeqCst);
     let result = match action {
@@ -685,6 +695,7 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
             .mode_kernel
             .store(mode_name == "kernel", Ordering::SeqCst);
         shared.set_control(Some(Arc::clone(&control)));
+        shared.started.store(true, Ordering::SeqCst);
         if !options.quiet {
             let what = if options.floor_probe {
                 "eBPF write capture, FLOOR probe: nothing captured"
