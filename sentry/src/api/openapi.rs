@@ -91,3 +91,38 @@ its description is at <a href="/openapi.json">/openapi.json</a>
 </body>
 </html>
 "#;
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    /// The copy the dashboard generates its TypeScript types from.
+    fn dashboard_copy() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dashboard/openapi.json")
+    }
+
+    /// Fails when `dashboard/openapi.json` differs from the document the router generates, so
+    /// that a change to a payload type cannot reach the UI unnoticed: regenerating the copy
+    /// regenerates the UI's types, and its strict type-check then names every use that broke.
+    /// `SENTRY_UPDATE_OPENAPI=1` rewrites the copy instead.
+    #[test]
+    fn the_dashboards_copy_of_the_openapi_document_is_current() {
+        let fresh = super::super::openapi_document()
+            .to_pretty_json()
+            .expect("the document serialises")
+            + "\n";
+        let path = dashboard_copy();
+        if std::env::var("SENTRY_UPDATE_OPENAPI").is_ok_and(|v| v == "1") {
+            std::fs::write(&path, &fresh).expect("dashboard/openapi.json is writable");
+            return;
+        }
+        let copy = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            copy == fresh,
+            "{} is not the API's current OpenAPI document; regenerate it with \
+             `SENTRY_UPDATE_OPENAPI=1 cargo test -p sentry --lib openapi`, then rebuild the \
+             dashboard (`cargo xtask dashboard`) and fix what its type-check reports",
+            path.display()
+        );
+    }
+}
