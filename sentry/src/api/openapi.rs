@@ -1,11 +1,11 @@
 //! `GET /openapi.json`: the OpenAPI 3 document of this API, generated from the handlers' own
 //! route attributes and the Rust types they exchange (utoipa), so that it cannot drift from
-//! the router; and `GET /`, the page the dashboard UI will replace.
+//! the router; and `GET /`, the dashboard page (see `ui`).
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderValue;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -67,7 +67,7 @@ pub async fn document(State(state): State<AppState>) -> Response {
     res
 }
 
-/// The dashboard page. The UI is not built yet; this page says so and points at the API.
+/// The dashboard page (the embedded web UI, or a page saying how to build it).
 #[utoipa::path(
     get,
     path = "/",
@@ -75,22 +75,9 @@ pub async fn document(State(state): State<AppState>) -> Response {
     security(()),
     responses((status = 200, description = "An HTML page", body = String, content_type = "text/html"))
 )]
-pub async fn index() -> Html<&'static str> {
-    Html(INDEX)
+pub async fn index() -> Response {
+    super::ui::index()
 }
-
-const INDEX: &str = r#"<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><title>sentry dashboard</title></head>
-<body>
-<h1>sentry dashboard</h1>
-<p>The web UI is not built yet. The HTTP API is running:
-its description is at <a href="/openapi.json">/openapi.json</a>
-(send <code>Authorization: Bearer &lt;key&gt;</code>; the key is the
-<code>#token=</code> part of the URL <code>sentry dashboard</code> printed).</p>
-</body>
-</html>
-"#;
 
 #[cfg(test)]
 mod tests {
