@@ -124,7 +124,12 @@ fn ensure_schemathesis(root: &Path) -> Result<PathBuf> {
         "python3 -m venv failed: install python3 with its venv module (Debian: python3-venv)",
     )?;
     run(Command::new(venv.join("bin").join("pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check", SCHEMATHESIS])
+        .args([
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            SCHEMATHESIS,
+        ])
         .stdin(Stdio::null()))
     .context("pip could not install Schemathesis from PyPI")?;
     if !bin.is_file() {

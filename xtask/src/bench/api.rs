@@ -77,13 +77,20 @@ pub fn run(root: &Path, args: ApiArgs) -> Result<()> {
 
     let _ = std::fs::remove_dir_all(&dir);
     println!();
-    println!("API on loopback, {} s per run, {} connections (wrk -t2), store of {INCIDENTS} incidents", args.duration, args.connections);
+    println!(
+        "API on loopback, {} s per run, {} connections (wrk -t2), store of {INCIDENTS} incidents",
+        args.duration, args.connections
+    );
     println!("| endpoint | requests/s | p50 ms | p99 ms | target | verdict |");
     println!("|---|---|---|---|---|---|");
     let mut failed = Vec::new();
     for (name, r, min) in [
         ("GET /healthz", &healthz, MIN_HEALTHZ_RPS),
-        ("GET /incidents?limit=50 (auth)", &incidents, MIN_INCIDENTS_RPS),
+        (
+            "GET /incidents?limit=50 (auth)",
+            &incidents,
+            MIN_INCIDENTS_RPS,
+        ),
     ] {
         let ok = r.rps >= min && r.p99_ms < MAX_P99_MS && r.errors == 0;
         if !ok {
@@ -94,7 +101,11 @@ pub fn run(root: &Path, args: ApiArgs) -> Result<()> {
             r.rps,
             r.p50_ms,
             r.p99_ms,
-            if r.errors > 0 { format!(", {} non-2xx/errors", r.errors) } else { String::new() },
+            if r.errors > 0 {
+                format!(", {} non-2xx/errors", r.errors)
+            } else {
+                String::new()
+            },
             if ok { "PASS" } else { "FAIL" }
         );
     }
