@@ -10,6 +10,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::problem::ProblemBody;
+use super::runs::RunStatus;
 use super::AppState;
 
 /// The document's fixed parts; the paths are added by the router as it registers them.
@@ -22,7 +23,8 @@ use super::AppState;
                        except /healthz, /readyz and / needs `Authorization: Bearer <key>`. \
                        Errors are RFC 7807 problem details (application/problem+json)."
     ),
-    components(schemas(ProblemBody)),
+    // Types used only by query parameters are not collected from the routes.
+    components(schemas(ProblemBody, RunStatus)),
     modifiers(&BearerKey),
     security(("bearer" = [])),
     tags(
@@ -82,6 +84,41 @@ pub async fn index() -> Response {
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
+
+    use serde_json::Value;
+
+    fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("$ref") {
+                    out.push(r);
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_schema_reference_in_the_document_resolves() {
+        let doc = serde_json::to_value(super::super::openapi_document()).unwrap();
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(!found.is_empty());
+        let missing: Vec<&str> = found
+            .into_iter()
+            .filter(|r| {
+                r.strip_prefix("#/")
+                    .map(|p| doc.pointer(&format!("/{p}")).is_none())
+                    .unwrap_or(true)
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "the OpenAPI document refers to schemas it does not define: {missing:?}"
+        );
+    }
 
     /// The copy the dashboard generates its TypeScript types from.
     fn dashboard_copy() -> PathBuf {
