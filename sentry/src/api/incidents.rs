@@ -41,6 +41,7 @@ pub struct IncidentPage {
 /// Incidents, newest first.
 #[utoipa::path(
     get,
+    operation_id = "list_incidents",
     path = "/incidents",
     tag = "incidents",
     params(IncidentParams),

@@ -101,6 +101,22 @@ mod tests {
     }
 
     #[test]
+    fn operation_ids_are_unique() {
+        let doc = serde_json::to_value(super::super::openapi_document()).unwrap();
+        let mut ids: Vec<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .filter_map(|op| op["operationId"].as_str())
+            .collect();
+        let all = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), all, "operationIds repeat: {ids:?}");
+    }
+
+    #[test]
     fn every_schema_reference_in_the_document_resolves() {
         let doc = serde_json::to_value(super::super::openapi_document()).unwrap();
         let mut found = Vec::new();
