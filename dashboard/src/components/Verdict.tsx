@@ -10,7 +10,15 @@ const WORDS: Record<string, string> = {
   restart: 'Runaway: sentry restarted it',
 };
 
-export function Verdict({ decision, live }: { decision: DecisionEvent | undefined; live: boolean }) {
+export function Verdict({
+  decision,
+  live,
+  status,
+}: {
+  decision: DecisionEvent | undefined;
+  live: boolean;
+  status?: string;
+}) {
   if (!decision) {
     return (
       <section class="card verdict" aria-labelledby="verdict-h">
@@ -31,6 +39,7 @@ export function Verdict({ decision, live }: { decision: DecisionEvent | undefine
         <strong>{WORDS[decision.action] ?? decision.action}</strong> (confidence {Math.round(decision.confidence * 100)}%,
         at +{decision.t_s.toFixed(1)} s, attempt {decision.attempt})
       </p>
+      {!live && status && <p class="muted small">That was its last decision; the run is now {status}.</p>}
       {decision.reasons.length > 0 && (
         <ul class="reasons">
           {decision.reasons.map((r, i) => (

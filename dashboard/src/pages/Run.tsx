@@ -211,7 +211,7 @@ export function RunPage({ id }: { id: number }) {
         )}
       </dl>
       <Controls run={run} onDone={() => void refreshRun().catch((e: unknown) => report(e))} />
-      <Verdict decision={latestDecision(events)} live={live} />
+      <Verdict decision={latestDecision(events)} live={live} status={run.status} />
       <section class="charts" aria-label="Resource charts">
         {s.xs.length === 0 ? (
           <Empty>
