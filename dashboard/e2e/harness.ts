@@ -128,6 +128,9 @@ export async function openBrowser(viewport = { width: 1280, height: 900 }): Prom
       '--no-first-run',
       '--disable-background-networking',
       '--disable-component-update',
+      // This machine's network is closed: no QUIC probes, no sync.
+      '--disable-quic',
+      '--disable-sync',
     ],
   });
   const page = context.pages()[0] ?? (await context.newPage());
