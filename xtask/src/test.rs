@@ -59,7 +59,13 @@ pub fn test() -> Result<()> {
             "warnings",
         ]),
     )?;
-    step("tests", cargo(&root).args(["test", "--workspace"]))?;
+    // The UI was built above, so the binary under test must embed it.
+    step(
+        "tests",
+        cargo(&root)
+            .env("SENTRY_EXPECT_UI", "1")
+            .args(["test", "--workspace"]),
+    )?;
     eprintln!("test: == API fuzz (Schemathesis) ==");
     crate::apifuzz::api_fuzz(&root)?;
     eprintln!("test: == dashboard component tests (Vitest) ==");
