@@ -1028,3 +1028,77 @@ fn start_up_problems_are_clear_errors() {
     let err = dashboard_fails(&["--port", "0", "--db", db, "--allow-origin", "*"], &[]);
     assert!(err.contains("wildcards"), "{err}");
 }
+
+/// Fake secrets as a child might print them, and the part that must never come out.
+const SECRETS: &[(&str, &str)] = &[
+    ("AKIAZ7QX4PLM2NB8VCDE", "AKIAZ7QX4PLM2NB8VCDE"),
+    (
+        "ghp_Fq8sLk2Jd9Wm4Xz7Rt1Yv6Bn3Hc5Pa0Qe2Ug",
+        "Fq8sLk2Jd9Wm4Xz7Rt1Yv6Bn3Hc5Pa0Qe2Ug",
+    ),
+    ("password=Tr0ub4dor-and-3-horses", "Tr0ub4dor-and-3-horses"),
+    (
+        "https://deploy:S3cr3tPassw0rdXyz@git.example.test/repo.git",
+        "S3cr3tPassw0rdXyz",
+    ),
+];
+
+#[test]
+fn secrets_printed_by_a_child_never_reach_the_api_or_the_stream() {
+    let store = Store::new();
+    let line = SECRETS
+        .iter()
+        .map(|(s, _)| *s)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let script = format!(
+        "while true; do echo 'login failed with {line}, retrying'; sleep 0.02; done # {}",
+        SECRETS[1].0
+    );
+    let out = store
+        .spawn_run(&["sh", "-c", &script])
+        .wait_with_output()
+        .expect("sentry run finishes");
+    assert_eq!(
+        out.status.code(),
+        Some(EXIT_STOPPED),
+        "the runaway was not stopped"
+    );
+    let dash = store.dashboard();
+    let runs = dash.get_json("/runs");
+    let run_id = runs["items"][0]["id"].as_i64().expect("the run is listed");
+    let mut seen = String::new();
+    for path in [
+        "/runs".to_string(),
+        format!("/runs/{run_id}"),
+        format!("/runs/{run_id}/samples"),
+        "/incidents".to_string(),
+        format!("/timeline?run={run_id}&limit=1000"),
+        "/audit".to_string(),
+        "/metrics".to_string(),
+    ] {
+        let res = dash.get(&path);
+        assert_eq!(res.status, 200, "GET {path}: {res}");
+        seen.push_str(&res.text());
+    }
+    let auth = dash.auth();
+    let mut sse = SseClient::open(
+        dash.port,
+        &format!("/stream?after=0&run={run_id}"),
+        &[("Authorization", &auth)],
+    );
+    for ev in events_until_end(&mut sse, Some(run_id), Duration::from_secs(10)) {
+        seen.push_str(&ev.data);
+    }
+    // The evidence must be there, redacted, for this test to mean anything.
+    assert!(
+        seen.contains("login failed with") && seen.contains("REDACTED"),
+        "no redacted evidence in the API's answers"
+    );
+    for (_, core) in SECRETS {
+        assert!(
+            !seen.contains(core),
+            "{core:?} came out of the API or the stream"
+        );
+    }
+}

@@ -16,8 +16,10 @@ use crate::store::{AuditQuery, AuditRow};
 #[into_params(parameter_in = Query)]
 pub struct AuditParams {
     /// Page size: 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// Only records older than this id (the previous page's `next_before`).
+    #[param(minimum = 1)]
     pub before: Option<i64>,
 }
 

@@ -2,10 +2,13 @@
 //! and action. One indexed range scan per page.
 
 use axum::extract::{Query, State};
-use axum::Json;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::db::store_problem;
 use super::paging::{self, LIST};
 use super::problem::{Problem, ProblemBody};
 use super::AppState;
@@ -18,14 +21,17 @@ use crate::store::{IncidentQuery, IncidentRow};
 #[into_params(parameter_in = Query)]
 pub struct IncidentParams {
     /// Only this run's incidents.
+    #[param(minimum = 1)]
     pub run: Option<i64>,
     /// Only this kind.
     pub kind: Option<FindingKind>,
     /// Only those where this was done.
     pub action: Option<Action>,
     /// Page size: 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// Only incidents older than this id (the previous page's `next_before`).
+    #[param(minimum = 1)]
     pub before: Option<i64>,
 }
 
@@ -54,7 +60,7 @@ pub struct IncidentPage {
 pub async fn list(
     State(state): State<AppState>,
     Query(p): Query<IncidentParams>,
-) -> Result<Json<IncidentPage>, Problem> {
+) -> Result<Response, Problem> {
     let q = IncidentQuery {
         run_id: paging::id("run", p.run)?,
         kind: p.kind,
@@ -62,8 +68,24 @@ pub async fn list(
         limit: paging::limit(p.limit, LIST)?,
         before_id: paging::id("before", p.before)?,
     };
-    let limit = q.limit;
-    let items = state.db().run(move |s| s.incidents(&q)).await?;
-    let next_before = paging::next(&items, limit, |i| i.id);
-    Ok(Json(IncidentPage { items, next_before }))
+    // The hot path of the dashboard (polled by every open page): the serialised page is
+    // reused until the store changes.
+    let key = format!(
+        "incidents {:?} {:?} {:?} {} {:?}",
+        q.run_id, q.kind, q.action, q.limit, q.before_id
+    );
+    let body = state
+        .db()
+        .cached(key, move |s| {
+            let items = s.incidents(&q).map_err(|e| store_problem(&e))?;
+            let next_before = paging::next(&items, q.limit, |i| i.id);
+            serde_json::to_vec(&IncidentPage { items, next_before })
+                .map(Into::into)
+                .map_err(|e| Problem::internal(format!("cannot serialise incidents: {e}")))
+        })
+        .await?;
+    let mut res = body.into_response();
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(res)
 }

@@ -244,3 +244,48 @@ pub fn router(state: AppState) -> Router {
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
     routes(&ApiConfig::default()).into_openapi()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::paging::{Limits, LIST, SAMPLES, TIMELINE};
+    use super::*;
+
+    #[test]
+    fn documented_page_limits_are_the_enforced_ones() {
+        let doc = serde_json::to_value(openapi_document()).unwrap();
+        let cases: [(&str, Limits); 5] = [
+            ("/runs", LIST),
+            ("/incidents", LIST),
+            ("/audit", LIST),
+            ("/timeline", TIMELINE),
+            ("/runs/{id}/samples", SAMPLES),
+        ];
+        for (path, limits) in cases {
+            let params = doc["paths"][path]["get"]["parameters"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{path} has no parameters"));
+            let limit = params
+                .iter()
+                .find(|p| p["name"] == "limit")
+                .unwrap_or_else(|| panic!("{path} has no limit"));
+            assert_eq!(limit["schema"]["minimum"], 1, "{path}: {limit}");
+            assert_eq!(limit["schema"]["maximum"], limits.max, "{path}: {limit}");
+        }
+    }
+
+    #[test]
+    fn only_the_probes_and_the_page_are_documented_as_public() {
+        let doc = serde_json::to_value(openapi_document()).unwrap();
+        assert_eq!(doc["security"], serde_json::json!([{"bearer": []}]));
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let public = op.get("security") == Some(&serde_json::json!([{}]));
+                assert_eq!(
+                    public,
+                    auth::PUBLIC_PATHS.contains(&path.as_str()),
+                    "{method} {path}: documented public = {public}"
+                );
+            }
+        }
+    }
+}

@@ -29,6 +29,7 @@ const ACTOR: &str = "api";
 #[serde(deny_unknown_fields)]
 pub struct ControlRequest {
     /// The run's id.
+    #[schema(minimum = 1)]
     pub run_id: i64,
 }
 
@@ -165,7 +166,7 @@ async fn act(
         client: client.map(|a| a.ip().to_string()),
         detail: Some(detail),
     };
-    if let Err(problem) = state.db().run(move |s| s.record_audit(&entry)).await {
+    if let Err(problem) = state.db().write(move |s| s.record_audit(&entry)).await {
         // The action is done (or not) whatever the audit log says; the client is told what
         // happened, and the operator learns that the record is missing.
         eprintln!(

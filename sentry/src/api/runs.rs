@@ -57,10 +57,13 @@ impl RunStatus {
 #[into_params(parameter_in = Query)]
 pub struct RunParams {
     /// Only runs in this state.
+    #[param(inline)]
     pub status: Option<RunStatus>,
     /// Page size: 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// Only runs older than this id (the previous page's `next_before`).
+    #[param(minimum = 1)]
     pub before: Option<i64>,
 }
 
@@ -146,8 +149,10 @@ pub fn run_not_found(id: i64) -> Problem {
 #[into_params(parameter_in = Query)]
 pub struct SampleParams {
     /// Only samples after this id (the previous page's `next_after`); 0 or absent = from the start.
+    #[param(minimum = 0)]
     pub after: Option<i64>,
     /// Page size: 1 to 5000, default 1000.
+    #[param(minimum = 1, maximum = 5000)]
     pub limit: Option<u32>,
 }
 

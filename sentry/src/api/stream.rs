@@ -146,9 +146,11 @@ async fn poll(state: AppState, mut position: i64) {
 #[into_params(parameter_in = Query)]
 pub struct StreamParams {
     /// Only this run's events.
+    #[param(minimum = 1)]
     pub run: Option<i64>,
     /// Start after this event id (for a first connect; a reconnect sends `Last-Event-ID`,
     /// which wins). Without either, the stream starts with the next new event.
+    #[param(minimum = 0)]
     pub after: Option<i64>,
 }
 

@@ -19,10 +19,13 @@ use crate::store::{EventRow, TimelineQuery};
 #[into_params(parameter_in = Query)]
 pub struct TimelineParams {
     /// The run.
+    #[param(minimum = 1)]
     pub run: i64,
     /// Only events after this id (the previous page's `next_after`); 0 or absent = from the start.
+    #[param(minimum = 0)]
     pub after: Option<i64>,
     /// Page size: 1 to 1000, default 200.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 

@@ -100,11 +100,16 @@ pub fn run(args: &DemoArgs) -> ExitCode {
         }
     }
     let _ = std::fs::remove_dir_all(&state);
+    let store = crate::store::default_path().map_or_else(
+        |_| "the evidence store".to_string(),
+        |p| p.display().to_string(),
+    );
     eprintln!(
         "\nThat was sentry: loops stopped, honest work left alone, a stuck job recovered.\n\
+         Every run was recorded in {store}: list the incidents with `sentry incidents`,\n\
+         and serve the API with `sentry dashboard` (http://127.0.0.1:3001; the web UI arrives in the next release).\n\
          Try it on your own commands: `sentry run -- CMD`, judge saved logs with `sentry analyze FILE`,\n\
-         and check this host with `sentry doctor`. The live dashboard (`sentry dashboard`, http://localhost:3001)\n\
-         arrives with the evidence store in the next release."
+         and check this host with `sentry doctor`."
     );
     if ok {
         ExitCode::SUCCESS

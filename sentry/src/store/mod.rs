@@ -147,6 +147,20 @@ impl Store {
     /// writing to it.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         prepare_file(path)?;
+        // Switching a new file to WAL needs it to itself for a moment, and SQLite answers
+        // "busy" at once rather than waiting when another process is opening it too.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match Store::open_once(path) {
+                Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Store, StoreError> {
         let err = |e| StoreError::from_sqlite(path, e);
         let mut conn = Connection::open(path).map_err(err)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
@@ -468,6 +482,50 @@ mod tests {
             let err = store.unwrap_err();
             assert!(matches!(err, StoreError::Locked { .. }), "got {err:?}");
         }
+    }
+
+    #[test]
+    fn retention_deletes_old_ended_runs_with_everything_recorded_about_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sentry.db");
+        let store = Store::open(&path).unwrap();
+        let old = unix_now() - 40.0 * 86_400.0;
+        let c = store.conn();
+        for (ended, status) in [
+            (Some(old), "exited"),
+            (None, "running"),
+            (Some(unix_now()), "stopped"),
+        ] {
+            c.execute(
+                "INSERT INTO runs (command, host, user, pid, started_at, ended_at, status) \
+                 VALUES ('[\"x\"]', 'h', 'u', 1, ?1, ?2, ?3)",
+                rusqlite::params![old, ended, status],
+            )
+            .unwrap();
+            let id = c.last_insert_rowid();
+            c.execute(
+                "INSERT INTO events (run_id, at, type, data) VALUES (?1, ?2, 'sample', '{}')",
+                rusqlite::params![id, old],
+            )
+            .unwrap();
+        }
+        assert_eq!(store.retain(30).unwrap(), 1);
+        let left: Vec<String> = c
+            .prepare("SELECT status FROM runs ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            left,
+            ["running", "stopped"],
+            "a live or recent run was deleted"
+        );
+        let events: i64 = c
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(events, 2, "the deleted run's events were kept");
     }
 
     #[test]

@@ -245,7 +245,7 @@ pub struct StoreMetrics {
 const RUN_COLUMNS: &str =
     "id, kind, command, mode, host, user, pid, started_at, ended_at, status, \
      exit_code, runaway, restarts, cpu_peak_pct, mem_peak_bytes, events_captured, events_lost, \
-     control_socket, (SELECT count(*) FROM incidents i WHERE i.run_id = runs.id)";
+     control_socket, incidents";
 
 const INCIDENT_COLUMNS: &str = "id, run_id, at, kind, detected_after_s, action, score, \
      confidence, summary, outcome, attempt, reasons, evidence";
@@ -529,7 +529,36 @@ impl Store {
                 .map_err(err);
             rows
         };
-        let runs_by_status = pairs("SELECT status, count(*) FROM runs GROUP BY status ORDER BY 1")?;
+        let mut runs_by_status =
+            pairs("SELECT status, count(*) FROM runs GROUP BY status ORDER BY 1")?;
+        // `lost` is not a stored status: a live-looking run whose sentry is gone.
+        let lost = {
+            let host = hostname();
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT pid FROM runs WHERE status IN ('running', 'paused') AND host = ?1",
+                )
+                .map_err(err)?;
+            let pids = stmt
+                .query_map([&host], |r| r.get::<_, u32>(0))
+                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                .map_err(err)?;
+            pids.into_iter().filter(|&pid| !process_alive(pid)).count() as u64
+        };
+        if lost > 0 {
+            // Taken from `running` first, then `paused`: which one a lost run was does not matter.
+            let mut left = lost;
+            for (status, n) in runs_by_status.iter_mut() {
+                if status == "running" || status == "paused" {
+                    let take = left.min(*n);
+                    *n -= take;
+                    left -= take;
+                }
+            }
+            runs_by_status.retain(|(_, n)| *n > 0);
+            runs_by_status.push(("lost".to_string(), lost));
+            runs_by_status.sort();
+        }
         let decisions_by_action =
             pairs("SELECT action, count(*) FROM decisions GROUP BY action ORDER BY 1")?;
         let mut stmt = conn
@@ -557,6 +586,19 @@ impl Store {
             events_lost_total,
             restarts_total,
         })
+    }
+
+    /// A token that changes whenever what a query reads may have changed: after a commit by
+    /// any other connection or process (`PRAGMA data_version`) or a change made through this
+    /// connection. Equal tokens from the same connection mean a query would read the same
+    /// rows, so its answer can be reused.
+    pub fn version(&self) -> Result<(i64, u64), StoreError> {
+        let data_version = self
+            .conn()
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut stmt| stmt.query_row([], |r| r.get(0)))
+            .map_err(|e| self.error(e))?;
+        Ok((data_version, self.conn().total_changes()))
     }
 
     /// Records who did what; returns the record's id.

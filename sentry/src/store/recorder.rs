@@ -58,6 +58,7 @@ enum Msg {
     Incident(Value),
     Status(String),
     Control(Value),
+    Audit(super::AuditEntry),
     End(Box<End>),
 }
 
@@ -84,6 +85,19 @@ impl EventSink {
     pub fn control(&self, actor: &str, action: &str, outcome: &str, status: &str) {
         let data = json!({"actor": actor, "action": action, "outcome": outcome, "status": status});
         let _ = self.tx.send(Msg::Control(data));
+    }
+
+    /// Records in the audit log who asked the run to do what from the command line (a
+    /// signal sent to sentry), and what came of it.
+    pub fn audit(&self, actor: &str, action: &str, result: &str) {
+        let _ = self.tx.send(Msg::Audit(super::AuditEntry {
+            actor: actor.to_string(),
+            action: action.to_string(),
+            target: String::new(),
+            result: result.to_string(),
+            client: None,
+            detail: None,
+        }));
     }
 
     /// Records a change of state (`paused`, `running`).
@@ -152,14 +166,12 @@ impl Recorder {
         let host = hostname();
         let pid = std::process::id();
         let socket = run.control_socket.as_ref().map(|p| p.display().to_string());
-        let run_id = {
-            let conn = store.conn();
+        let insert = |conn: &rusqlite::Connection| -> rusqlite::Result<i64> {
             conn.execute(
                 "INSERT INTO runs (kind, command, host, user, pid, started_at, status, control_socket) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7)",
                 params![run.kind, command_json, host, user.name, pid, started_at, socket],
-            )
-            .map_err(|e| store.error(e))?;
+            )?;
             let id = conn.last_insert_rowid();
             let data = json!({
                 "run_id": id, "kind": run.kind, "command": command, "host": host,
@@ -168,9 +180,21 @@ impl Recorder {
             conn.execute(
                 "INSERT INTO events (run_id, at, type, data) VALUES (?1, ?2, 'run_started', ?3)",
                 params![id, started_at, data.to_string()],
-            )
-            .map_err(|e| store.error(e))?;
-            id
+            )?;
+            Ok(id)
+        };
+        let run_id = {
+            let conn = store.conn();
+            // One IMMEDIATE transaction: the write lock is waited for up front (see write_batch).
+            conn.execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| store.error(e))?;
+            match insert(conn).and_then(|id| conn.execute_batch("COMMIT").map(|()| id)) {
+                Ok(id) => id,
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    return Err(store.error(e));
+                }
+            }
         };
         wait(super::BUSY_TIMEOUT)?;
         let (tx, rx) = mpsc::sync_channel(QUEUE);
@@ -476,7 +500,13 @@ fn write_loop(mut store: Store, run_id: i64, rx: Receiver<Msg>) -> WriterEnd {
 fn write_batch(store: &mut Store, run_id: i64, batch: &[Msg]) -> Result<(), StoreError> {
     let path = store.path().to_path_buf();
     let err = |e| StoreError::from_sqlite(&path, e);
-    let tx = store.conn_mut().transaction().map_err(err)?;
+    // IMMEDIATE: take the write lock (waiting for it) before reading anything; a deferred
+    // transaction that reads first can fail at once with "busy" when another process wrote
+    // in between.
+    let tx = store
+        .conn_mut()
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(err)?;
     let at = unix_now();
     let event = |tx: &rusqlite::Transaction, kind: &str, data: &Value| {
         tx.prepare_cached("INSERT INTO events (run_id, at, type, data) VALUES (?1, ?2, ?3, ?4)")
@@ -589,8 +619,11 @@ fn write_batch(store: &mut Store, run_id: i64, batch: &[Msg]) -> Result<(), Stor
                 data["id"] = tx.last_insert_rowid().into();
                 data["run_id"] = run_id.into();
                 data["at"] = at.into();
-                tx.execute("UPDATE runs SET runaway = 1 WHERE id = ?1", params![run_id])
-                    .map_err(err)?;
+                tx.execute(
+                    "UPDATE runs SET runaway = 1, incidents = incidents + 1 WHERE id = ?1",
+                    params![run_id],
+                )
+                .map_err(err)?;
                 event(&tx, "incident", &data).map_err(err)?;
             }
             Msg::Status(status) => {
@@ -603,6 +636,22 @@ fn write_batch(store: &mut Store, run_id: i64, batch: &[Msg]) -> Result<(), Stor
             }
             Msg::Control(data) => {
                 event(&tx, "control", data).map_err(err)?;
+            }
+            Msg::Audit(entry) => {
+                tx.execute(
+                    "INSERT INTO audit (at, actor, action, target, result, client, detail) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![
+                        at,
+                        entry.actor,
+                        entry.action,
+                        format!("run {run_id}"),
+                        entry.result,
+                        entry.client,
+                        entry.detail
+                    ],
+                )
+                .map_err(err)?;
             }
             Msg::End(end) => {
                 tx.execute(

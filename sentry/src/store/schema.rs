@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
         exit_code       INTEGER,
         runaway         INTEGER NOT NULL DEFAULT 0,
         restarts        INTEGER NOT NULL DEFAULT 0,
+        incidents       INTEGER NOT NULL DEFAULT 0,
         cpu_peak_pct    REAL,
         mem_peak_bytes  INTEGER,
         events_captured INTEGER NOT NULL DEFAULT 0,

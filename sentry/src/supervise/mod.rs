@@ -272,9 +272,19 @@ struct Shared {
     restart_request: AtomicBool,
     /// Where state changes are recorded.
     sink: Mutex<Option<EventSink>>,
+    /// The command has been started at least once.
+    started: AtomicBool,
 }
 
 impl Shared {
+    fn record_audit(&self, actor: &str, action: &str, result: &str) {
+        if let Ok(sink) = self.sink.lock() {
+            if let Some(sink) = sink.as_ref() {
+                sink.audit(actor, action, result);
+            }
+        }
+    }
+
     fn record_status(&self, status: &str) {
         if let Ok(sink) = self.sink.lock() {
             if let Some(sink) = sink.as_ref() {
@@ -354,6 +364,7 @@ fn signal_thread(mut signals: watched::Signals, shared: Arc<Shared>) {
                         Ok(()) => {
                             say!("sentry: resumed {}", control.describe());
                             shared.record_status("running");
+                            shared.record_audit("cli (SIGUSR1)", "resume", "resumed");
                         }
                         Err(err) => say!("sentry: cannot resume: {err}"),
                     }
@@ -362,6 +373,16 @@ fn signal_thread(mut signals: watched::Signals, shared: Arc<Shared>) {
             continue;
         }
         shared.user_stop.store(true, Ordering::SeqCst);
+        let origin = if by_kernel { "terminal" } else { "kill" };
+        shared.record_audit(
+            &format!("cli ({signal} from {origin})"),
+            "stop",
+            if control.is_some() {
+                "forwarded to the command"
+            } else {
+                "held until the command starts"
+            },
+        );
         let Some(control) = control else { continue };
         if forwarded {
             say!("sentry: second {signal}: killing the whole tree");
@@ -405,11 +426,19 @@ fn handle_control(shared: &Shared, action: ControlAction, actor: &str) -> Contro
         status: status.to_string(),
     };
     let Some(control) = shared.current_control() else {
-        return reply(
-            false,
-            "no command is running right now (it is between restarts or ending)".into(),
-            "restarting",
-        );
+        return if shared.started.load(Ordering::SeqCst) {
+            reply(
+                false,
+                "no command is running right now: it is between restarts, or ending".into(),
+                "restarting",
+            )
+        } else {
+            reply(
+                false,
+                "the command has not started yet; try again in a moment".into(),
+                "starting",
+            )
+        };
     };
     let paused = shared.paused.load(Ordering::SeqCst);
     let result = match action {
@@ -666,6 +695,7 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
             .mode_kernel
             .store(mode_name == "kernel", Ordering::SeqCst);
         shared.set_control(Some(Arc::clone(&control)));
+        shared.started.store(true, Ordering::SeqCst);
         if !options.quiet {
             let what = if options.floor_probe {
                 "eBPF write capture, FLOOR probe: nothing captured"
@@ -836,11 +866,13 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
     };
     let report = RunReport {
         mode: mode_name.to_string(),
-        command: options
-            .command
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect(),
+        command: crate::redact::redact_args(
+            &options
+                .command
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>(),
+        ),
         exit_code,
         child_exit_code: child_code,
         signal,
