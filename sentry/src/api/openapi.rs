@@ -23,7 +23,8 @@ use super::AppState;
                        except /healthz, /readyz and / needs `Authorization: Bearer <key>`. \
                        Errors are RFC 7807 problem details (application/problem+json)."
     ),
-    // Types used only by query parameters are not collected from the routes.
+    // RunStatus is inlined where it is a query parameter; as a component, clients (the
+    // dashboard's generated types) can name it too.
     components(schemas(ProblemBody, RunStatus)),
     modifiers(&BearerKey),
     security(("bearer" = [])),
