@@ -22,7 +22,8 @@ export function useLoad<T>(
   fnRef.current = fn;
   useEffect(() => {
     const ctl = new AbortController();
-    setState((s) => ({ status: 'loading', ...(s.data !== undefined && tick > 0 ? { data: s.data } : {}) }));
+    // What is shown stays on screen while the next answer comes (no flash on a refresh).
+    setState((s) => ({ status: 'loading', ...(s.data !== undefined ? { data: s.data } : {}) }));
     fnRef.current(ctl.signal).then(
       (data) => {
         if (!ctl.signal.aborted) setState({ status: 'ok', data });
@@ -35,7 +36,6 @@ export function useLoad<T>(
       },
     );
     return () => ctl.abort();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [...deps, tick]);
   const reload = useCallback(() => setTick((n) => n + 1), []);
   const update = useCallback(

@@ -117,7 +117,6 @@ export function RunPage({ id }: { id: number }) {
       setError(err);
     });
     return () => ctl.abort();
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [id, epoch, attempt]);
 
   const refresh = useRef(0);
