@@ -186,3 +186,12 @@ describe('the whole page', () => {
     expect(screen.getByRole('link', { name: 'Runs' }).getAttribute('aria-current')).toBe('page');
   });
 });
+
+describe('chart time axis', () => {
+  it('labels ticks as precisely as their spacing needs', async () => {
+    const { timeTicks } = await import('../src/components/Chart');
+    expect(timeTicks([1.5, 2, 2.5, 3])).toEqual(['1.5 s', '2.0 s', '2.5 s', '3.0 s']);
+    expect(timeTicks([0, 10, 20])).toEqual(['0 s', '10 s', '20 s']);
+    expect(timeTicks([0, 600, 1200, 3600])).toEqual(['0 min', '10 min', '20 min', '1 h']);
+  });
+});

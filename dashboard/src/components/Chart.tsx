@@ -23,6 +23,16 @@ interface Props {
 export const DRAW_MEASURE = 'sentry:chart-draw';
 let measures = 0;
 
+/** Labels for the time axis (seconds since the start), as precise as the tick spacing needs. */
+export function timeTicks(ticks: number[]): string[] {
+  const step = ticks.length > 1 ? Math.abs((ticks[1] ?? 0) - (ticks[0] ?? 0)) : 1;
+  return ticks.map((t) => {
+    if (step >= 60 && t % 60 === 0) return t >= 3600 && t % 3600 === 0 ? `${t / 3600} h` : `${t / 60} min`;
+    const digits = step >= 1 ? 0 : step >= 0.1 ? 1 : 2;
+    return `${t.toFixed(digits)} s`;
+  });
+}
+
 function cssVar(name: string, fallback: string): string {
   const v = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
   return v || fallback;
@@ -56,7 +66,7 @@ export function Chart({ title, series, format, colorVar, height = 160 }: Props) 
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: false }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] } },
       axes: [
-        { ...axis, values: (_u, ticks) => ticks.map((t) => `${Math.round(t)} s`) },
+        { ...axis, values: (_u, ticks) => timeTicks(ticks) },
         { ...axis, size: 70, values: (_u, ticks) => ticks.map((t) => formatRef.current(t)) },
       ],
       series: [{}, { label: title, stroke, width: 1.5, fill: `${stroke}22`, points: { show: false } }],

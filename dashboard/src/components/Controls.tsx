@@ -2,6 +2,7 @@ import { useState } from 'preact/hooks';
 import type { ApiError } from '../api/client';
 import type { ControlAction, ControlResponse, RunRow } from '../api/types';
 import { asApiError, useSession } from '../context';
+import { command } from '../format';
 import { explain } from './common';
 import { ConfirmDialog } from './ConfirmDialog';
 
@@ -88,7 +89,7 @@ export function Controls({ run, onDone }: { run: RunRow; onDone: () => void }) {
           onCancel={() => setAsking(null)}
         >
           <p>
-            This {pending.what}: <code>{run.command.join(' ')}</code>
+            This {pending.what}: <code>{command(run.command)}</code>
           </p>
         </ConfirmDialog>
       )}
