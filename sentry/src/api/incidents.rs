@@ -13,7 +13,7 @@ use super::paging::{self, LIST};
 use super::problem::{Problem, ProblemBody};
 use super::AppState;
 use crate::model::{Action, FindingKind};
-use crate::store::{IncidentQuery, IncidentRow};
+use crate::store::{IncidentJson, IncidentQuery, IncidentRow};
 
 /// Filters and paging of `GET /incidents`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -42,6 +42,13 @@ pub struct IncidentPage {
     pub items: Vec<IncidentRow>,
     /// `before` for the next page; `null` on the last page.
     pub next_before: Option<i64>,
+}
+
+/// [`IncidentPage`] as sent.
+#[derive(Debug, Serialize)]
+struct IncidentPageJson {
+    items: Vec<IncidentJson>,
+    next_before: Option<i64>,
 }
 
 /// Incidents, newest first.
@@ -77,9 +84,10 @@ pub async fn list(
     let body = state
         .db()
         .cached(key, move |s| {
-            let items = s.incidents(&q).map_err(|e| store_problem(&e))?;
-            let next_before = paging::next(&items, q.limit, |i| i.id);
-            serde_json::to_vec(&IncidentPage { items, next_before })
+            // The document's `IncidentPage`, with the stored JSON passed through.
+            let items = s.incidents_json(&q).map_err(|e| store_problem(&e))?;
+            let next_before = paging::next(&items, q.limit, IncidentJson::id);
+            serde_json::to_vec(&IncidentPageJson { items, next_before })
                 .map(Into::into)
                 .map_err(|e| Problem::internal(format!("cannot serialise incidents: {e}")))
         })

@@ -70,8 +70,19 @@ pub fn run(root: &Path, args: ApiArgs) -> Result<()> {
     let server = start_server(&sentry, &db)?;
     let base = format!("http://127.0.0.1:{}", server.port);
 
-    let healthz = wrk(&args, &format!("{base}/healthz"), false)?;
-    let incidents = wrk(&args, &format!("{base}/incidents?limit=50"), true)?;
+    let healthz = wrk(&args, &format!("{base}/healthz"), false, None)?;
+    let incidents = wrk(&args, &format!("{base}/incidents?limit=50"), true, None)?;
+    // The server may reuse an answer while the store is unchanged; pages at random depths
+    // measure the queries themselves.
+    let script = dir.join("random-pages.lua");
+    std::fs::write(
+        &script,
+        format!(
+            "math.randomseed(42)\nrequest = function()\n  \
+             return wrk.format(\"GET\", \"/incidents?limit=50&before=\" .. math.random(51, {INCIDENTS}))\nend\n"
+        ),
+    )?;
+    let deep = wrk(&args, &format!("{base}/incidents"), true, Some(&script))?;
     let (rss_before, rss_after) = sse_memory(&server)?;
     let extra = (rss_after - rss_before) / 1024.0;
 
@@ -86,6 +97,11 @@ pub fn run(root: &Path, args: ApiArgs) -> Result<()> {
     let mut failed = Vec::new();
     for (name, r, min) in [
         ("GET /healthz", &healthz, MIN_HEALTHZ_RPS),
+        (
+            "GET /incidents?limit=50&before=<random> (auth, no reuse)",
+            &deep,
+            MIN_INCIDENTS_RPS,
+        ),
         (
             "GET /incidents?limit=50 (auth)",
             &incidents,
@@ -221,7 +237,7 @@ struct WrkResult {
     errors: u64,
 }
 
-fn wrk(args: &ApiArgs, url: &str, auth: bool) -> Result<WrkResult> {
+fn wrk(args: &ApiArgs, url: &str, auth: bool, script: Option<&Path>) -> Result<WrkResult> {
     eprintln!("wrk {url} …");
     let mut cmd = Command::new("wrk");
     cmd.args(["-t2", "--latency"])
@@ -229,6 +245,9 @@ fn wrk(args: &ApiArgs, url: &str, auth: bool) -> Result<WrkResult> {
         .arg(format!("-d{}s", args.duration));
     if auth {
         cmd.args(["-H", &format!("Authorization: Bearer {KEY}")]);
+    }
+    if let Some(script) = script {
+        cmd.arg("-s").arg(script);
     }
     let out = cmd.arg(url).output().context("running wrk")?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
