@@ -4,6 +4,11 @@
 //! When the eBPF toolchain (nightly with `rust-src`, `bpf-linker`) is missing, the build goes on
 //! without the kernel backend and says so, unless `SENTRY_REQUIRE_EBPF=1`, which makes it fail.
 //! Either way the message names `cargo xtask setup`; never a linker error from deep inside.
+//!
+//! It also writes the table of the dashboard's built assets (`dashboard/dist`, made by
+//! `cargo xtask dashboard`) to `$OUT_DIR/dashboard_assets.rs`, for the binary to embed. It
+//! never runs npm itself, so a cargo build stays offline-capable; without `dist` the table is
+//! empty and `sentry dashboard` serves a page that says how to build the UI.
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -13,6 +18,7 @@ const SETUP_HINT: &str =
     "run `cargo xtask setup` (installs nightly rust-src and bpf-linker) and rebuild";
 
 fn main() {
+    embed_dashboard();
     println!("cargo::rustc-check-cfg=cfg(sentry_ebpf)");
     println!("cargo:rerun-if-env-changed=SENTRY_REQUIRE_EBPF");
     println!("cargo:rerun-if-env-changed=PATH");
@@ -121,4 +127,85 @@ fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     path.metadata()
         .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
+/// Writes `$OUT_DIR/dashboard_assets.rs`: one `Asset` (URL path, content type, bytes through
+/// `include_bytes!`) per file of `dashboard/dist`, and reruns when anything there changes.
+fn embed_dashboard() {
+    let Some(manifest_dir) = env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from) else {
+        fail("CARGO_MANIFEST_DIR is not set; build sentry through cargo");
+    };
+    let Some(out_dir) = env::var_os("OUT_DIR").map(PathBuf::from) else {
+        fail("OUT_DIR is not set; build sentry through cargo");
+    };
+    let dist = manifest_dir.join("../dashboard/dist");
+    // A directory is scanned whole; a missing one reruns the script until it appears.
+    println!("cargo:rerun-if-changed={}", dist.display());
+    let mut files = Vec::new();
+    if dist.join("index.html").is_file() {
+        collect_files(&dist, &mut files);
+    }
+    files.sort();
+    let mut table = String::from(
+        "/// The built dashboard, from `dashboard/dist`.\npub static ASSETS: &[Asset] = &[\n",
+    );
+    for file in &files {
+        let Ok(rel) = file.strip_prefix(&dist) else {
+            continue;
+        };
+        let Some(rel) = rel.to_str() else {
+            fail(&format!("{} is not valid UTF-8", file.display()));
+        };
+        let Some(abs) = file
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.to_str().map(String::from))
+        else {
+            fail(&format!("cannot resolve {}", file.display()));
+        };
+        let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("");
+        table.push_str(&format!(
+            "    Asset {{ path: {:?}, content_type: {:?}, bytes: include_bytes!({:?}) }},\n",
+            format!("/{}", rel.replace('\\', "/")),
+            content_type(ext),
+            abs
+        ));
+    }
+    table.push_str("];\n");
+    let target = out_dir.join("dashboard_assets.rs");
+    if let Err(err) = std::fs::write(&target, table) {
+        fail(&format!("cannot write {}: {err}", target.display()));
+    }
+}
+
+fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) => fail(&format!("cannot read {}: {err}", dir.display())),
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_files(&path, files);
+        } else if path.is_file() {
+            files.push(path);
+        }
+    }
+}
+
+/// The `Content-Type` of a built asset, by extension.
+fn content_type(ext: &str) -> &'static str {
+    match ext {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" | "map" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "woff2" => "font/woff2",
+        "txt" => "text/plain; charset=utf-8",
+        "webmanifest" => "application/manifest+json",
+        _ => "application/octet-stream",
+    }
 }

@@ -14,6 +14,8 @@ use crate::{is_root, run};
 pub fn demo() -> Result<()> {
     setup()?;
     let root = workspace_root();
+    // The binary embeds the UI, so it is built first.
+    crate::dashboard::build(&root)?;
     run(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(&root)

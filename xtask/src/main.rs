@@ -1,8 +1,9 @@
 //! `cargo xtask …`: every step that cargo alone cannot express: toolchain set-up for the eBPF
-//! crate, the full test run that CI calls, the demo, and the benchmarks.
+//! crate, the web UI's build, the full test run that CI calls, the demo, and the benchmarks.
 
 mod apifuzz;
 mod bench;
+mod dashboard;
 mod demo;
 mod setup;
 mod test;
@@ -27,6 +28,9 @@ enum Task {
     Test,
     /// Build sentry and show it at work on this machine.
     Demo,
+    /// Build the web UI into dashboard/dist (npm ci when needed, then npm run build), which
+    /// the sentry build embeds.
+    Dashboard,
     /// Benchmarks: `detect` (corpus quality + throughput), `capture` (cost of capture),
     /// `detect-live` (time to catch live runaways, sentry's own overhead).
     Bench(bench::BenchArgs),
@@ -38,6 +42,7 @@ fn main() -> Result<()> {
         Task::Setup => setup::setup(),
         Task::Test => test::test(),
         Task::Demo => demo::demo(),
+        Task::Dashboard => dashboard::build(&setup::workspace_root()),
         Task::Bench(args) => bench::run(args),
     }
 }

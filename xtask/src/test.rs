@@ -9,8 +9,8 @@ use anyhow::{bail, Context, Result};
 use crate::setup::{setup, workspace_root};
 use crate::{cmd_output, is_root, run};
 
-/// Runs set-up, `cargo fmt --check`, clippy with warnings denied (also for macOS), and the
-/// workspace tests.
+/// Runs set-up, the UI build, `cargo fmt --check`, clippy with warnings denied (also for
+/// macOS), the workspace tests, the API fuzz, and the UI's component and browser tests.
 pub fn test() -> Result<()> {
     setup()?;
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
@@ -24,6 +24,10 @@ pub fn test() -> Result<()> {
         );
     }
     let root = workspace_root();
+    // Every sentry build below embeds the UI: build it first (this also type-checks it
+    // against the types generated from dashboard/openapi.json).
+    eprintln!("test: == dashboard build ==");
+    crate::dashboard::build(&root)?;
     step(
         "format",
         cargo(&root).args(["fmt", "--all", "--", "--check"]),
@@ -55,9 +59,23 @@ pub fn test() -> Result<()> {
             "warnings",
         ]),
     )?;
-    step("tests", cargo(&root).args(["test", "--workspace"]))?;
+    // The UI was built above, so the binary under test must embed it.
+    step(
+        "tests",
+        cargo(&root)
+            .env("SENTRY_EXPECT_UI", "1")
+            .args(["test", "--workspace"]),
+    )?;
     eprintln!("test: == API fuzz (Schemathesis) ==");
     crate::apifuzz::api_fuzz(&root)?;
+    eprintln!("test: == dashboard component tests (Vitest) ==");
+    crate::dashboard::unit_tests(&root)?;
+    eprintln!("test: == dashboard end-to-end tests (headless Chromium) ==");
+    let sentry = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("debug/sentry");
+    crate::dashboard::e2e_tests(&root, &sentry)?;
     eprintln!("test: all steps passed");
     Ok(())
 }

@@ -35,6 +35,7 @@ pub struct AuditPage {
 /// Audit records, newest first.
 #[utoipa::path(
     get,
+    operation_id = "list_audit",
     path = "/audit",
     tag = "audit",
     params(AuditParams),

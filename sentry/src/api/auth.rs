@@ -22,6 +22,12 @@ use super::AppState;
 /// page reads the key from the URL fragment and sends it with every API call).
 pub const PUBLIC_PATHS: &[&str] = &["/healthz", "/readyz", "/"];
 
+/// True when `path` is served without the key: [`PUBLIC_PATHS`] and the dashboard's static
+/// assets (scripts and styles, which hold no data).
+pub fn is_public(path: &str) -> bool {
+    PUBLIC_PATHS.contains(&path) || super::ui::is_public(path)
+}
+
 enum Credential {
     Valid,
     Missing,
@@ -71,7 +77,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
 /// Layer (via `middleware::from_fn_with_state`): lets through requests with the valid key
 /// and public paths, answers the rest with 401 or 429.
 pub async fn require_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if PUBLIC_PATHS.contains(&req.uri().path()) {
+    if is_public(req.uri().path()) {
         return next.run(req).await;
     }
     let presented = match credential(req.headers(), &state) {

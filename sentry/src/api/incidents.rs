@@ -54,6 +54,7 @@ struct IncidentPageJson {
 /// Incidents, newest first.
 #[utoipa::path(
     get,
+    operation_id = "list_incidents",
     path = "/incidents",
     tag = "incidents",
     params(IncidentParams),

@@ -4,12 +4,15 @@
 //! resource); the cross-cutting rules are tower layers around every route:
 //!
 //! - request counting for `/metrics` ([`metrics::count_requests`]),
-//! - `Cache-Control: no-store`, `X-Content-Type-Options: nosniff`, `Referrer-Policy:
-//!   no-referrer` on every answer,
+//! - `Cache-Control: no-store` (unless a handler set its own, as the dashboard's hashed
+//!   assets do), `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer` on every
+//!   answer,
 //! - every error as an RFC 7807 problem ([`problem::as_problem`]),
 //! - the `Host` allowlist ([`origins::require_known_host`]) and exact-origin CORS,
 //! - the bearer key with rate-limited failures ([`auth::require_key`]),
 //! - a request body limit ([`BODY_LIMIT`]) and, except on `/stream`, a response timeout.
+//!
+//! The web UI is served by the same router (`ui`: `/` and the built assets).
 //!
 //! Not here: binding, printing the URL and shutting down (that is `cli/dashboard.rs`), and
 //! what the store holds (that is `store`).
@@ -46,6 +49,7 @@ pub mod ratelimit;
 pub mod runs;
 pub mod stream;
 pub mod timeline;
+pub mod ui;
 
 use db::Db;
 use key::ApiKey;
@@ -207,11 +211,12 @@ pub fn router(state: AppState) -> Router {
         .set_routes(doc.paths.paths.keys().map(String::as_str));
     let _ = state.inner.openapi.set(doc.to_json().unwrap_or_default());
     router
-        .fallback(problem::no_route)
+        // The dashboard's assets, else the API's 404 problem.
+        .fallback(ui::fallback)
         .layer(
             ServiceBuilder::new()
                 .layer(from_fn_with_state(state.clone(), metrics::count_requests))
-                .layer(SetResponseHeaderLayer::overriding(
+                .layer(SetResponseHeaderLayer::if_not_present(
                     CACHE_CONTROL,
                     HeaderValue::from_static("no-store"),
                 ))

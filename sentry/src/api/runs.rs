@@ -79,6 +79,7 @@ pub struct RunPage {
 /// Runs, newest first.
 #[utoipa::path(
     get,
+    operation_id = "list_runs",
     path = "/runs",
     tag = "runs",
     params(RunParams),
@@ -110,6 +111,7 @@ pub async fn list(
 /// One run.
 #[utoipa::path(
     get,
+    operation_id = "get_run",
     path = "/runs/{id}",
     tag = "runs",
     params(("id" = i64, Path, description = "Run id")),
@@ -166,6 +168,7 @@ pub struct SamplePage {
 /// A run's samples (CPU, memory, processes, I/O, output rate), oldest first, for charts.
 #[utoipa::path(
     get,
+    operation_id = "run_samples",
     path = "/runs/{id}/samples",
     tag = "runs",
     params(("id" = i64, Path, description = "Run id"), SampleParams),

@@ -1,6 +1,6 @@
-//! `sentry dashboard`: serves the HTTP API (and, later, the web UI) on one loopback port,
-//! over the store that `sentry run` writes. Prints where it listens and the URL that carries
-//! the API key in its fragment; stops cleanly on Ctrl-C or SIGTERM.
+//! `sentry dashboard`: serves the HTTP API and the web UI on one loopback port, over the
+//! store that `sentry run` writes. Prints where it listens and the URL that carries the API
+//! key in its fragment (and opens it with `--open`); stops cleanly on Ctrl-C or SIGTERM.
 
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -39,6 +39,10 @@ pub struct DashboardArgs {
     /// repeatable.
     #[arg(long = "allow-origin", value_name = "URL")]
     pub allow_origins: Vec<String>,
+    /// Open the dashboard in a browser (with xdg-open, or open on macOS). The opener gets the
+    /// URL, key included, on its command line.
+    #[arg(long)]
+    pub open: bool,
     /// Seconds between heartbeat comments on an idle /stream.
     #[arg(long, value_name = "SECS", default_value_t = 15.0, hide = true)]
     pub heartbeat: f64,
@@ -156,6 +160,15 @@ async fn listen(
         )?;
         out.flush()?;
     }
+    if !api::ui::is_built() {
+        eprintln!(
+            "sentry dashboard: note: this binary was built without the web UI; the page says \
+             how to build it (cargo xtask dashboard, then rebuild sentry)"
+        );
+    }
+    if args.open {
+        open_in_browser(&format!("http://{shown}/#token={}", state.key().expose()));
+    }
 
     let stopping = state.clone();
     axum::serve(
@@ -170,6 +183,55 @@ async fn listen(
     .await
     .context("the server failed")?;
     Ok(())
+}
+
+/// The program that opens a URL in the user's browser on this system.
+const OPENER: &str = if cfg!(target_os = "macos") {
+    "open"
+} else {
+    "xdg-open"
+};
+
+/// Starts the system's URL opener on `url`, or says why not; never fails the server.
+fn open_in_browser(url: &str) {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(OPENER))
+            .find(|p| p.is_file())
+    });
+    let Some(opener) = found else {
+        eprintln!(
+            "sentry dashboard: --open: there is no {OPENER} on PATH; open the URL above in a \
+             browser yourself"
+        );
+        return;
+    };
+    let spawned = std::process::Command::new(&opener)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    match spawned {
+        Ok(mut child) => {
+            // Reaped off the serving path; xdg-open may wait for the browser.
+            std::thread::spawn(move || {
+                if let Ok(status) = child.wait() {
+                    if !status.success() {
+                        eprintln!(
+                            "sentry dashboard: --open: {OPENER} failed ({status}); open the \
+                             URL above in a browser yourself"
+                        );
+                    }
+                }
+            });
+        }
+        Err(err) => eprintln!(
+            "sentry dashboard: --open: cannot start {} ({err}); open the URL above in a \
+             browser yourself",
+            opener.display()
+        ),
+    }
 }
 
 /// Installs the SIGINT and SIGTERM handlers; the future resolves on either.

@@ -17,10 +17,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, ErrorCode};
 
+mod events;
 mod query;
 mod recorder;
 mod schema;
 
+pub use events::{
+    ControlEvent, DecisionEvent, DecisionFinding, EventData, RunEndedEvent, RunStartedEvent,
+    StatusEvent,
+};
 pub use query::{enum_name, hostname};
 pub use query::{
     AuditEntry, AuditQuery, AuditRow, EventRow, IncidentJson, IncidentQuery, IncidentRow, RunQuery,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Row};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{unix_now, Store, StoreError};
@@ -122,7 +122,7 @@ impl RunRow {
 }
 
 /// An incident as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct IncidentRow {
     /// Store id.
     pub id: i64,
@@ -152,8 +152,9 @@ pub struct IncidentRow {
     pub evidence: Evidence,
 }
 
-/// One entry of the event log that `/stream` serves.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+/// One entry of the event log that `/stream` serves. Its OpenAPI schema, with a typed payload
+/// per event type, is in `store/events.rs`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EventRow {
     /// Event id, increasing; `Last-Event-ID`.
     pub id: i64,
@@ -165,12 +166,11 @@ pub struct EventRow {
     #[serde(rename = "type")]
     pub kind: String,
     /// The payload (already redacted).
-    #[schema(value_type = Object)]
     pub data: serde_json::Value,
 }
 
 /// One stored sample (downsampled for long runs: peaks are kept, see `Recorder`).
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SampleRow {
     /// Store id.
     pub id: i64,

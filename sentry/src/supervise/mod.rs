@@ -980,6 +980,7 @@ fn carry_out(
         Action::Pause => match act::pause(control) {
             Ok(()) => {
                 shared.paused.store(true, Ordering::SeqCst);
+                shared.record_status("paused");
                 say!(
                     "sentry: paused the command after {at:.1} s: {what}; resume it with `kill -USR1 {}`",
                     std::process::id()

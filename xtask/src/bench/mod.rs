@@ -1,11 +1,13 @@
 //! `cargo xtask bench …`: the benchmarks whose figures go into BENCHMARKS.md. `detect` measures
 //! the detector's quality on the labelled corpus and its throughput; `capture` measures what the
 //! kernel capture path costs a write-heavy child and a realistic workload; `detect-live` times
-//! how fast `sentry run` catches live runaways and what it costs while watching a quiet command.
+//! how fast `sentry run` catches live runaways and what it costs while watching a quiet command;
+//! `api` loads the HTTP API; `dashboard` times the web UI in headless Chromium.
 //! All drive the `sentry` binary as a process: xtask never links the `sentry` crate.
 
 mod api;
 mod capture;
+mod dashboard;
 mod detect;
 mod live;
 mod manifest;
@@ -35,6 +37,8 @@ enum Which {
     DetectLive(live::LiveArgs),
     /// Requests/s and latency of the HTTP API (`wrk`), and memory for 100 SSE clients.
     Api(api::ApiArgs),
+    /// The web UI in headless Chromium: gzipped size, first paint, charting 10,000 samples live.
+    Dashboard(dashboard::DashboardArgs),
 }
 
 /// Runs the chosen benchmark; an error means a target was missed or the bench could not run.
@@ -45,6 +49,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Which::Capture(a) => capture::run(&root, a),
         Which::DetectLive(a) => live::run(&root, a),
         Which::Api(a) => api::run(&root, a),
+        Which::Dashboard(a) => dashboard::run(&root, a),
     }
 }
 

@@ -1,0 +1,92 @@
+// Fixture payloads, typed by the generated API types (so they break when the API changes).
+import type { AuditRow, EventRow, IncidentRow, RunRow } from '../src/api/types';
+
+export const run: RunRow = {
+  id: 7,
+  kind: 'run',
+  command: ['sh', '-c', 'while true; do echo retrying; done'],
+  mode: 'kernel',
+  host: 'box',
+  user: 'ana',
+  pid: 4242,
+  started_at: 1_700_000_000,
+  ended_at: null,
+  status: 'running',
+  exit_code: null,
+  runaway: true,
+  restarts: 0,
+  incidents: 1,
+  cpu_peak_pct: null,
+  mem_peak_bytes: null,
+  events_captured: 120,
+  events_lost: 0,
+};
+
+export const incident: IncidentRow = {
+  id: 3,
+  run_id: 7,
+  at: 1_700_000_002,
+  kind: 'output_loop',
+  detected_after_s: 1.9,
+  action: 'pause',
+  score: 0.99,
+  confidence: 0.99,
+  summary: 'output loop: period 2, 31 repeats',
+  outcome: 'paused',
+  attempt: 1,
+  reasons: ['high confidence 0.99 from output loop'],
+  evidence: {
+    type: 'loop',
+    period: 2,
+    repeats: 31,
+    pattern: ['error: connect to <ip> refused', 'retrying in <n>s'],
+    example: ['error: connect to 10.0.0.1 refused', 'retrying in 1s'],
+    first_line: 4,
+    last_line: 65,
+  },
+};
+
+export function decision(id: number, at: number, action: 'continue' | 'pause' = 'pause'): EventRow {
+  return {
+    id,
+    run_id: 7,
+    at,
+    type: 'decision',
+    data: {
+      id,
+      t_s: at - run.started_at,
+      attempt: 1,
+      action,
+      confidence: 0.99,
+      reasons: ['high confidence 0.99 from output loop'],
+      findings: [
+        {
+          kind: 'output_loop',
+          score: 0.99,
+          summary: 'period 2, 31 repeats',
+          reasons: [],
+          evidence: incident.evidence,
+        },
+      ],
+    },
+  };
+}
+
+export const audit: AuditRow = {
+  id: 1,
+  at: 1_700_000_010,
+  actor: 'api',
+  action: 'kill',
+  target: 'run 7',
+  result: 'ok',
+  client: '127.0.0.1',
+  detail: 'stopped',
+};
+
+export function json(body: unknown, status = 200, type = 'application/json'): Response {
+  return new Response(JSON.stringify(body), { status, headers: { 'content-type': type } });
+}
+
+export function problem(status: number, detail: string): Response {
+  return json({ type: 'urn:problem-type:sentry:x', title: 'x', status, detail }, status, 'application/problem+json');
+}
