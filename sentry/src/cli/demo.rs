@@ -107,7 +107,7 @@ pub fn run(args: &DemoArgs) -> ExitCode {
     eprintln!(
         "\nThat was sentry: loops stopped, honest work left alone, a stuck job recovered.\n\
          Every run was recorded in {store}: list the incidents with `sentry incidents`,\n\
-         and serve the API with `sentry dashboard` (http://127.0.0.1:3001; the web UI arrives in the next release).\n\
+         and watch and control runs in the browser with `sentry dashboard --open` (http://127.0.0.1:3001).\n\
          Try it on your own commands: `sentry run -- CMD`, judge saved logs with `sentry analyze FILE`,\n\
          and check this host with `sentry doctor`."
     );

@@ -483,9 +483,16 @@ fn write_loop(mut store: Store, run_id: i64, rx: Receiver<Msg>) -> WriterEnd {
                 }
                 error = Some(err.to_string());
                 if !open || !err.is_transient() {
-                    // Ending, or a failure that waiting will not cure: give these up.
-                    failed += pending.len() as u64;
-                    pending.clear();
+                    // Ending, or a failure that waiting will not cure: store what can be
+                    // stored one record at a time, so one bad record does not cost the rest
+                    // (the run's end above all), and give up on the others.
+                    for msg in pending.drain(..) {
+                        if let Err(e) = write_batch(&mut store, run_id, std::slice::from_ref(&msg))
+                        {
+                            failed += 1;
+                            error = Some(e.to_string());
+                        }
+                    }
                 } else if pending.len() > RETRY_KEEP {
                     let excess = pending.len() - RETRY_KEEP;
                     failed += excess as u64;
