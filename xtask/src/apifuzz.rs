@@ -6,27 +6,17 @@
 //! Schemathesis is installed, pinned, into a virtual environment under `target/tools/` the
 //! first time (about 20 s); `/stream` is left out because an event stream never ends.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
 use crate::run;
+use crate::served::{record_runaway, Dashboard};
 
 /// The Schemathesis release the suite is tested with.
 const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 const KEY: &str = "fuzz-key-8f2c1e0b7a6d5c4b3a29180706f5e4d3";
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Runs Schemathesis against a live `sentry dashboard` built from `root`.
 pub fn api_fuzz(root: &Path) -> Result<()> {
@@ -40,51 +30,9 @@ pub fn api_fuzz(root: &Path) -> Result<()> {
     }
     let dir = tempfile::tempdir().context("a temporary directory")?;
     let db = dir.path().join("sentry.db");
-    // A real runaway, so that runs, incidents, samples and the timeline have rows.
-    let out = Command::new(&sentry)
-        .args(["run", "--quiet", "--db"])
-        .arg(&db)
-        .args([
-            "--",
-            "sh",
-            "-c",
-            "while true; do echo 'error: upstream refused the connection, retrying'; sleep 0.01; done",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .context("running sentry run to fill the store")?;
-    if out.status.code() != Some(124) {
-        bail!(
-            "the run that fills the store was not stopped ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let mut child = Command::new(&sentry)
-        .args(["dashboard", "--port", "0", "--db"])
-        .arg(&db)
-        .env("SENTRY_API_KEY", KEY)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting sentry dashboard")?;
-    let stdout = child.stdout.take().context("dashboard stdout")?;
-    let server = Killed(child);
-    let mut lines = BufReader::new(stdout).lines();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut port = None;
-    while port.is_none() && Instant::now() < deadline {
-        let Some(line) = lines.next() else { break };
-        let line = line?;
-        port = line
-            .split("listening on http://127.0.0.1:")
-            .nth(1)
-            .and_then(|rest| rest.trim().trim_end_matches('/').parse::<u16>().ok());
-    }
-    let Some(port) = port else {
-        bail!("sentry dashboard did not say where it listens");
-    };
-    std::thread::spawn(move || for _ in lines.by_ref() {});
+    record_runaway(&sentry, &db)?;
+    let server = Dashboard::start(&sentry, &db, KEY)?;
+    let port = server.port;
     let report = target.join("schemathesis-report");
     let result = run(Command::new(&schemathesis)
         .arg("run")

@@ -5,6 +5,7 @@ mod apifuzz;
 mod bench;
 mod dashboard;
 mod demo;
+mod served;
 mod setup;
 mod test;
 

@@ -237,11 +237,6 @@ impl FallbackRun {
             thread: Some(thread),
         })
     }
-
-    /// The backend's own handle.
-    pub fn fallback_control(&self) -> Control {
-        self.control.clone()
-    }
 }
 
 impl CaptureRun for FallbackRun {

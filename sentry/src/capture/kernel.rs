@@ -627,11 +627,6 @@ impl KernelRun {
             thread: Some(thread),
         })
     }
-
-    /// The kernel backend's own handle (with the cgroup path).
-    pub fn kernel_control(&self) -> Control {
-        self.control.clone()
-    }
 }
 
 impl CaptureRun for KernelRun {

@@ -11,14 +11,16 @@
 //! of extra memory for the SSE clients. The client (wrk) shares the two cores with the server,
 //! as it would on a laptop.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+
+use crate::served::{record_runaway, Dashboard};
 
 const MIN_HEALTHZ_RPS: f64 = 20_000.0;
 const MIN_INCIDENTS_RPS: f64 = 5_000.0;
@@ -45,18 +47,6 @@ pub struct ApiArgs {
     no_build: bool,
 }
 
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Runs the benchmark; fails when a target is missed.
 pub fn run(root: &Path, args: ApiArgs) -> Result<()> {
     if Command::new("wrk").arg("--version").output().is_err() {
@@ -67,7 +57,7 @@ pub fn run(root: &Path, args: ApiArgs) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let db = dir.join("sentry.db");
     seed(&sentry, &db)?;
-    let server = start_server(&sentry, &db)?;
+    let server = Dashboard::start(&sentry, &db, KEY)?;
     let base = format!("http://127.0.0.1:{}", server.port);
 
     let healthz = wrk(&args, &format!("{base}/healthz"), false, None)?;
@@ -145,25 +135,7 @@ pub fn run(root: &Path, args: ApiArgs) -> Result<()> {
 /// [`INCIDENTS`] rows across the five kinds.
 fn seed(sentry: &Path, db: &Path) -> Result<()> {
     eprintln!("recording a real runaway into {}…", db.display());
-    let out = Command::new(sentry)
-        .args(["run", "--quiet", "--db"])
-        .arg(db)
-        .args([
-            "--",
-            "sh",
-            "-c",
-            "while true; do echo 'error: upstream refused the connection, retrying'; sleep 0.01; done",
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .context("running sentry run")?;
-    if out.status.code() != Some(124) {
-        bail!(
-            "the seeding run was not stopped as a runaway ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    record_runaway(sentry, db)?;
     let script = format!(
         r#"
 import sqlite3, sys
@@ -197,37 +169,6 @@ print(c.execute("SELECT count(*) FROM incidents").fetchone()[0])
         String::from_utf8_lossy(&out.stdout).trim()
     );
     Ok(())
-}
-
-fn start_server(sentry: &Path, db: &Path) -> Result<Server> {
-    let mut child = Command::new(sentry)
-        .args(["dashboard", "--port", "0", "--db"])
-        .arg(db)
-        .env("SENTRY_API_KEY", KEY)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("starting sentry dashboard")?;
-    let stdout = child.stdout.take().context("dashboard stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        let Some(line) = lines.next() else { break };
-        let line = line?;
-        if let Some(rest) = line.split("listening on http://127.0.0.1:").nth(1) {
-            let port: u16 = rest
-                .trim()
-                .trim_end_matches('/')
-                .parse()
-                .with_context(|| format!("no port in {line:?}"))?;
-            // Keep draining its stdout so it never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines.by_ref() {});
-            return Ok(Server { child, port });
-        }
-    }
-    let _ = child.kill();
-    bail!("sentry dashboard did not say where it listens")
 }
 
 struct WrkResult {
@@ -309,9 +250,9 @@ fn rss_kib(pid: u32) -> Result<f64> {
 
 /// Resident memory of the server before and after [`SSE_CLIENTS`] stream clients connect
 /// (each checked to get `200 text/event-stream`).
-fn sse_memory(server: &Server) -> Result<(f64, f64)> {
+fn sse_memory(server: &Dashboard) -> Result<(f64, f64)> {
     std::thread::sleep(Duration::from_millis(500));
-    let before = rss_kib(server.child.id())?;
+    let before = rss_kib(server.pid())?;
     let mut clients = Vec::new();
     for i in 0..SSE_CLIENTS {
         let mut s = TcpStream::connect(("127.0.0.1", server.port))
@@ -337,7 +278,7 @@ fn sse_memory(server: &Server) -> Result<(f64, f64)> {
         clients.push(s);
     }
     std::thread::sleep(Duration::from_secs(2));
-    let after = rss_kib(server.child.id())?;
+    let after = rss_kib(server.pid())?;
     drop(clients);
     Ok((before, after))
 }
