@@ -84,25 +84,28 @@ impl EventSink {
     /// Records a control request and what came of it.
     pub fn control(&self, actor: &str, action: &str, outcome: &str, status: &str) {
         let data = json!({"actor": actor, "action": action, "outcome": outcome, "status": status});
-        let _ = self.tx.send(Msg::Control(data));
+        send_patiently(&self.tx, Msg::Control(data));
     }
 
     /// Records in the audit log who asked the run to do what from the command line (a
     /// signal sent to sentry), and what came of it.
     pub fn audit(&self, actor: &str, action: &str, result: &str) {
-        let _ = self.tx.send(Msg::Audit(super::AuditEntry {
-            actor: actor.to_string(),
-            action: action.to_string(),
-            target: String::new(),
-            result: result.to_string(),
-            client: None,
-            detail: None,
-        }));
+        send_patiently(
+            &self.tx,
+            Msg::Audit(super::AuditEntry {
+                actor: actor.to_string(),
+                action: action.to_string(),
+                target: String::new(),
+                result: result.to_string(),
+                client: None,
+                detail: None,
+            }),
+        );
     }
 
     /// Records a change of state (`paused`, `running`).
     pub fn status(&self, status: &str) {
-        let _ = self.tx.send(Msg::Status(status.to_string()));
+        send_patiently(&self.tx, Msg::Status(status.to_string()));
     }
 }
 
@@ -237,7 +240,7 @@ impl Recorder {
 
     /// Records the capture backend once it is known.
     pub fn mode(&self, mode: &str) {
-        let _ = self.tx.send(Msg::Mode(mode.to_string()));
+        send_patiently(&self.tx, Msg::Mode(mode.to_string()));
     }
 
     /// Offers one sample; stored downsampled (see the module docs). `lines` is the
@@ -322,16 +325,14 @@ impl Recorder {
         });
         redact::redact_json(&mut row);
         let t_s = self.started.elapsed().as_secs_f64();
-        let _ = self
-            .tx
-            .send_timeout_compat(Msg::Decision { t_s, attempt, row });
+        send_patiently(&self.tx, Msg::Decision { t_s, attempt, row });
     }
 
     /// Records an incident (what was detected and what was done).
     pub fn incident(&self, incident: &Incident) {
         let mut row = serde_json::to_value(incident).unwrap_or(Value::Null);
         redact::redact_json(&mut row);
-        let _ = self.tx.send_timeout_compat(Msg::Incident(row));
+        send_patiently(&self.tx, Msg::Incident(row));
     }
 
     /// Records a run that could not start (status `failed`, with why).
@@ -372,7 +373,7 @@ impl Recorder {
     }
 
     fn end_with(mut self, end: End) -> Result<(), String> {
-        let _ = self.tx.send_timeout_compat(Msg::End(Box::new(end)));
+        send_patiently(&self.tx, Msg::End(Box::new(end)));
         // Dropping our sender (the sinks' clones end with their threads) lets the writer end.
         let (tx, _) = mpsc::sync_channel(1);
         drop(std::mem::replace(&mut self.tx, tx));
@@ -408,25 +409,19 @@ impl Recorder {
     }
 }
 
-/// `send` that gives up after a while instead of blocking supervision on a stuck store.
-trait SendTimeout {
-    fn send_timeout_compat(&self, msg: Msg) -> Result<(), ()>;
-}
-
-impl SendTimeout for SyncSender<Msg> {
-    fn send_timeout_compat(&self, mut msg: Msg) -> Result<(), ()> {
-        let deadline = Instant::now() + Duration::from_millis(500);
-        loop {
-            match self.try_send(msg) {
-                Ok(()) => return Ok(()),
-                Err(TrySendError::Disconnected(_)) => return Err(()),
-                Err(TrySendError::Full(back)) => {
-                    if Instant::now() >= deadline {
-                        return Err(());
-                    }
-                    msg = back;
-                    thread::sleep(Duration::from_millis(5));
+/// Queues `msg`, waiting at most half a second for room: a stuck store must never block
+/// supervision (or the signal and control threads), so past that the record is dropped.
+fn send_patiently(tx: &SyncSender<Msg>, mut msg: Msg) {
+    let deadline = Instant::now() + Duration::from_millis(500);
+    loop {
+        match tx.try_send(msg) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => return,
+            Err(TrySendError::Full(back)) => {
+                if Instant::now() >= deadline {
+                    return;
                 }
+                msg = back;
+                thread::sleep(Duration::from_millis(5));
             }
         }
     }
