@@ -277,20 +277,21 @@ struct Shared {
 }
 
 impl Shared {
-    fn record_audit(&self, actor: &str, action: &str, result: &str) {
+    /// Hands `record` the run's event sink, when the run is being recorded.
+    fn record(&self, record: impl FnOnce(&EventSink)) {
         if let Ok(sink) = self.sink.lock() {
             if let Some(sink) = sink.as_ref() {
-                sink.audit(actor, action, result);
+                record(sink);
             }
         }
     }
 
+    fn record_audit(&self, actor: &str, action: &str, result: &str) {
+        self.record(|sink| sink.audit(actor, action, result));
+    }
+
     fn record_status(&self, status: &str) {
-        if let Ok(sink) = self.sink.lock() {
-            if let Some(sink) = sink.as_ref() {
-                sink.status(status);
-            }
-        }
+        self.record(|sink| sink.status(status));
     }
 
     fn current_control(&self) -> Option<Arc<dyn TreeControl>> {
@@ -511,11 +512,7 @@ fn handle_control(shared: &Shared, action: ControlAction, actor: &str) -> Contro
             }
         }
     };
-    if let Ok(sink) = shared.sink.lock() {
-        if let Some(sink) = sink.as_ref() {
-            sink.control(actor, action.as_str(), &result.outcome, &result.status);
-        }
-    }
+    shared.record(|sink| sink.control(actor, action.as_str(), &result.outcome, &result.status));
     result
 }
 
