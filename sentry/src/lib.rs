@@ -13,6 +13,7 @@ pub mod capture;
 pub mod cli;
 pub mod decide;
 pub mod detect;
+pub mod fleet;
 pub mod model;
 pub mod redact;
 pub mod report;

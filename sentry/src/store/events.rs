@@ -194,6 +194,8 @@ mod tests {
                 command: vec!["sh".into(), "-c".into(), "loop".into()],
                 control_socket: None,
                 retain_days: None,
+                labels: Default::default(),
+                job_key: None,
             },
         )
         .unwrap();

@@ -34,6 +34,16 @@ pub use query::{
 pub use recorder::{EventSink, NewRun, Recorder};
 pub use schema::SCHEMA_VERSION;
 
+/// The job key of a local run: its command line, arguments joined by spaces (redacted when
+/// stored), so that runs of the same command share a history.
+pub fn command_job_key(command: &[std::ffi::OsString]) -> String {
+    let args: Vec<String> = command
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    format!("cmd:{}", args.join(" "))
+}
+
 /// How long a statement waits for another process's write lock before giving up. Writers
 /// hold it for one short batch, so a longer wait means something is holding the file.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -547,6 +557,8 @@ mod tests {
                 command: vec!["sh".into()],
                 control_socket: None,
                 retain_days: None,
+                labels: Default::default(),
+                job_key: None,
             },
         )
         .unwrap();

@@ -112,6 +112,15 @@ pub struct RunRow {
     /// Where the live run takes control requests (internal; never sent to clients).
     #[serde(skip)]
     pub control_socket: Option<PathBuf>,
+    /// Labels of a watched job (`ci`, `repository`, `workflow`, `job`, `runner`); empty for
+    /// a local run.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// CPU time used so far (kept current while live), seconds.
+    pub cpu_seconds: Option<f64>,
+    /// Logical output lines so far (kept current while live).
+    pub output_lines: Option<u64>,
+    /// What groups this run with earlier runs of the same job.
+    pub job_key: Option<String>,
 }
 
 impl RunRow {
@@ -245,7 +254,7 @@ pub struct StoreMetrics {
 const RUN_COLUMNS: &str =
     "id, kind, command, mode, host, user, pid, started_at, ended_at, status, \
      exit_code, runaway, restarts, cpu_peak_pct, mem_peak_bytes, events_captured, events_lost, \
-     control_socket, incidents";
+     control_socket, incidents, labels, cpu_seconds, output_lines, job_key";
 
 const INCIDENT_COLUMNS: &str = "id, run_id, at, kind, detected_after_s, action, score, \
      confidence, summary, outcome, attempt, reasons, evidence";
@@ -285,6 +294,10 @@ fn run_row(row: &Row) -> rusqlite::Result<RunRow> {
         events_lost: row.get(16)?,
         control_socket: row.get::<_, Option<String>>(17)?.map(PathBuf::from),
         incidents: row.get(18)?,
+        labels: json_col(row, 19)?,
+        cpu_seconds: row.get(20)?,
+        output_lines: row.get(21)?,
+        job_key: row.get(22)?,
     })
 }
 

@@ -49,6 +49,11 @@ pub struct NewRun {
     pub control_socket: Option<PathBuf>,
     /// Delete runs that ended more than this many days ago first.
     pub retain_days: Option<u32>,
+    /// Labels of a watched job (`ci`, `repository`, `workflow`, `job`, `runner`, …);
+    /// redacted before storing.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// What groups this run with earlier runs of the same job (CI labels, or the command).
+    pub job_key: Option<String>,
 }
 
 enum Msg {
@@ -71,6 +76,8 @@ struct End {
     mem_peak_bytes: Option<u64>,
     events_captured: u64,
     events_lost: u64,
+    /// CPU time of the whole run, when known.
+    cpu_seconds: Option<f64>,
     report: Value,
 }
 
@@ -169,16 +176,33 @@ impl Recorder {
         let host = hostname();
         let pid = std::process::id();
         let socket = run.control_socket.as_ref().map(|p| p.display().to_string());
+        let labels: std::collections::BTreeMap<&str, std::borrow::Cow<'_, str>> = run
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), redact::redact(v)))
+            .collect();
+        let labels_json = serde_json::to_string(&labels).unwrap_or_else(|_| "{}".into());
+        let job_key = run.job_key.as_deref().map(redact::redact);
         let insert = |conn: &rusqlite::Connection| -> rusqlite::Result<i64> {
             conn.execute(
-                "INSERT INTO runs (kind, command, host, user, pid, started_at, status, control_socket) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7)",
-                params![run.kind, command_json, host, user.name, pid, started_at, socket],
+                "INSERT INTO runs (kind, command, host, user, pid, started_at, status, control_socket, \
+                 labels, job_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8, ?9)",
+                params![
+                    run.kind,
+                    command_json,
+                    host,
+                    user.name,
+                    pid,
+                    started_at,
+                    socket,
+                    labels_json,
+                    job_key
+                ],
             )?;
             let id = conn.last_insert_rowid();
             let data = json!({
                 "run_id": id, "kind": run.kind, "command": command, "host": host,
-                "user": user.name, "pid": pid, "started_at": started_at,
+                "user": user.name, "pid": pid, "started_at": started_at, "labels": labels,
             });
             conn.execute(
                 "INSERT INTO events (run_id, at, type, data) VALUES (?1, ?2, 'run_started', ?3)",
@@ -276,6 +300,8 @@ impl Recorder {
             "lines_per_s": round3((lines - w.lines_at_start) as f64 / span.max(1e-3)),
             "writes": sample.writes,
             "cpu_pressure": sample.cpu_pressure_some_avg10,
+            "cpu_seconds": round3(sample.cpu_usage_us as f64 / 1e6),
+            "lines": lines,
         });
         *w = SampleWindow {
             start_s: t_s,
@@ -348,6 +374,7 @@ impl Recorder {
             mem_peak_bytes: None,
             events_captured: 0,
             events_lost: 0,
+            cpu_seconds: None,
             report,
         };
         self.end_with(end)
@@ -367,6 +394,7 @@ impl Recorder {
             mem_peak_bytes: report.mem_peak_bytes,
             events_captured: report.events_captured,
             events_lost: report.events_lost,
+            cpu_seconds: Some(report.cpu_avg_pct * report.duration_s / 100.0),
             report: report_json,
         };
         self.end_with(end)
@@ -547,6 +575,21 @@ fn write_batch(store: &mut Store, run_id: i64, batch: &[Msg]) -> Result<(), Stor
                 let mut data = row.clone();
                 data["id"] = tx.last_insert_rowid().into();
                 data["run_id"] = run_id.into();
+                // The live figures `/metrics` exports while the run goes on.
+                tx.prepare_cached(
+                    "UPDATE runs SET cpu_seconds = ?1, output_lines = ?2, \
+                     mem_peak_bytes = max(coalesce(mem_peak_bytes, 0), coalesce(?3, 0)) \
+                     WHERE id = ?4",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        row["cpu_seconds"].as_f64(),
+                        row["lines"].as_u64(),
+                        row["mem_bytes"].as_u64(),
+                        run_id
+                    ])
+                })
+                .map_err(err)?;
                 event(&tx, "sample", &data).map_err(err)?;
             }
             Msg::Decision { t_s, attempt, row } => {
@@ -659,7 +702,8 @@ fn write_batch(store: &mut Store, run_id: i64, batch: &[Msg]) -> Result<(), Stor
                 tx.execute(
                     "UPDATE runs SET ended_at = ?1, status = ?2, exit_code = ?3, runaway = ?4, \
                      restarts = ?5, cpu_peak_pct = ?6, mem_peak_bytes = ?7, events_captured = ?8, \
-                     events_lost = ?9, report = ?10, control_socket = NULL WHERE id = ?11",
+                     events_lost = ?9, report = ?10, control_socket = NULL, \
+                     cpu_seconds = coalesce(?12, cpu_seconds) WHERE id = ?11",
                     params![
                         at,
                         end.status,
@@ -671,7 +715,8 @@ fn write_batch(store: &mut Store, run_id: i64, batch: &[Msg]) -> Result<(), Stor
                         end.events_captured,
                         end.events_lost,
                         end.report.to_string(),
-                        run_id
+                        run_id,
+                        end.cpu_seconds
                     ],
                 )
                 .map_err(err)?;

@@ -122,6 +122,30 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX events_by_run ON events(run_id, type, id);
     "#,
+    // 2: fleet mode. Live per-run figures (kept current while a run or watched job is live,
+    // so `/metrics` can export CPU seconds and output lines without reading samples), the job
+    // key that groups the runs of one CI job or command (baselines), and the delivery log of
+    // alerts sent to Alertmanager, webhooks and Slack.
+    r#"
+    ALTER TABLE runs ADD COLUMN cpu_seconds  REAL;
+    ALTER TABLE runs ADD COLUMN output_lines INTEGER;
+    ALTER TABLE runs ADD COLUMN job_key      TEXT;
+    CREATE INDEX runs_by_job_key ON runs(job_key, id);
+
+    CREATE TABLE deliveries (
+        id              INTEGER PRIMARY KEY,
+        run_id          INTEGER REFERENCES runs(id) ON DELETE CASCADE,
+        at              REAL    NOT NULL,
+        sink            TEXT    NOT NULL,
+        event           TEXT    NOT NULL,
+        kind            TEXT    NOT NULL,
+        result          TEXT    NOT NULL,
+        attempts        INTEGER NOT NULL,
+        detail          TEXT
+    );
+    CREATE INDEX deliveries_by_result ON deliveries(sink, result);
+    CREATE INDEX deliveries_by_run ON deliveries(run_id, id);
+    "#,
 ];
 
 /// The schema version this binary writes.

@@ -531,6 +531,8 @@ fn start_recorder(options: &RunOptions) -> Option<(Recorder, PathBuf)> {
         },
     };
     let socket = control::socket_path(&path, std::process::id());
+    // Inside a CI job, the run carries the job's labels and shares its history.
+    let ci = crate::fleet::ci::from_own_env();
     let run = NewRun {
         kind: "run".into(),
         command: options
@@ -540,6 +542,11 @@ fn start_recorder(options: &RunOptions) -> Option<(Recorder, PathBuf)> {
             .collect(),
         control_socket: Some(socket.clone()),
         retain_days: Some(options.retain_days),
+        job_key: Some(ci.as_ref().map_or_else(
+            || crate::store::command_job_key(&options.command),
+            crate::fleet::ci::CiJob::job_key,
+        )),
+        labels: ci.map(|job| job.labels).unwrap_or_default(),
     };
     match Recorder::start(&path, &run) {
         Ok(recorder) => Some((recorder, socket)),
