@@ -72,7 +72,11 @@ impl CiScan {
         };
         let mut alive: BTreeSet<i32> = BTreeSet::new();
         for entry in entries.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
                 continue;
             };
             if let Some(change) = self.observe(pid) {

@@ -119,7 +119,9 @@ impl TreeControl for JobControl {
 
     fn describe(&self) -> String {
         match &self.members {
-            Members::Cgroup(path) => format!("{} (processes of cgroup {})", self.name, path.display()),
+            Members::Cgroup(path) => {
+                format!("{} (processes of cgroup {})", self.name, path.display())
+            }
             Members::Env(entry) => format!(
                 "{} (processes carrying {})",
                 self.name,
@@ -228,7 +230,10 @@ mod tests {
         let entry = format!("CI_JOB_ID={id}");
         // The job burns CPU in a child that exits; the shell lives on.
         let mut job = Command::new("sh")
-            .args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 30"])
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 30",
+            ])
             .env("CI_JOB_ID", &id)
             .spawn()
             .unwrap();

@@ -210,7 +210,10 @@ mod tests {
         let target = resolve_pid(&root, me).expect("this process has a cgroup");
         assert!(target.path.starts_with(&root));
         assert!(target.path.join("cgroup.procs").is_file());
-        assert!(matches!(resolve_pid(&root, 0), Err(TargetError::Pid { .. })));
+        assert!(matches!(
+            resolve_pid(&root, 0),
+            Err(TargetError::Pid { .. })
+        ));
         assert!(matches!(
             resolve_pid(&root, i32::MAX),
             Err(TargetError::Pid { .. })

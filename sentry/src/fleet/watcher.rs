@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::discover::{self, CiScan, Change};
+use super::discover::{self, Change, CiScan};
 use super::members::{JobControl, Members, Meter};
 use super::target::{self, CgroupTarget};
 use super::{WatchAction, WatchError, WatchOptions, WatchSummary};
@@ -185,7 +185,11 @@ pub fn watch(options: &WatchOptions) -> Result<WatchSummary, WatchError> {
         let what: Vec<String> = targets
             .iter()
             .map(|t| format!("{} ({})", t.name, t.path.display()))
-            .chain(options.discover_ci.then(|| "CI jobs on this host".to_string()))
+            .chain(
+                options
+                    .discover_ci
+                    .then(|| "CI jobs on this host".to_string()),
+            )
             .collect();
         say!(
             "sentry watch: watching {}; action {}; {}",
@@ -264,10 +268,7 @@ impl Fleet<'_> {
             };
             let id = match self.owner.get(&cgroup_id) {
                 Some(&id) => Some(id),
-                None => match self.pid_job.get(&(chunk.pid as i32)) {
-                    Some(&id) => Some(id),
-                    None => None,
-                },
+                None => self.pid_job.get(&(chunk.pid as i32)).copied(),
             };
             let id = match id {
                 Some(id) => id,
@@ -302,9 +303,7 @@ impl Fleet<'_> {
                 continue;
             };
             let mut chunk = chunk;
-            chunk.at = chunk
-                .at
-                .saturating_sub(Duration::from_nanos(job.start_ns));
+            chunk.at = chunk.at.saturating_sub(Duration::from_nanos(job.start_ns));
             job.captured += 1;
             job.bytes += chunk.bytes.len() as u64;
             if chunk.fd != 1 && chunk.fd != 2 {
@@ -394,7 +393,10 @@ impl Fleet<'_> {
                        watched"
                 .to_string();
             if !self.options.quiet {
-                say!("sentry watch: {}: output of some processes is not captured: {why}", job.name);
+                say!(
+                    "sentry watch: {}: output of some processes is not captured: {why}",
+                    job.name
+                );
             }
             job.uncaptured = Some(why);
         }
@@ -482,7 +484,11 @@ impl Fleet<'_> {
             };
             match Recorder::start(path, &run) {
                 Ok(r) => {
-                    r.mode(if self.probe.is_some() { "kernel" } else { "procfs" });
+                    r.mode(if self.probe.is_some() {
+                        "kernel"
+                    } else {
+                        "procfs"
+                    });
                     Some(r)
                 }
                 Err(err) => {
@@ -577,7 +583,11 @@ impl Fleet<'_> {
             _ => "BUILD_TAG",
         };
         let entry = format!("{marker}={}", job.id).into_bytes();
-        let pids = self.ci.as_ref().map(|ci| ci.pids_of(&key)).unwrap_or_default();
+        let pids = self
+            .ci
+            .as_ref()
+            .map(|ci| ci.pids_of(&key))
+            .unwrap_or_default();
         let leader = pids.first().copied().unwrap_or(0);
         let command = leader_command(leader);
         let mut labels = job.labels.clone();
@@ -716,7 +726,11 @@ impl Fleet<'_> {
         self.pid_job.retain(|_, j| *j != id);
         if let Some(probe) = self.probe.as_ref() {
             if job.cgroup.is_some() {
-                job.lost = job.tracked.iter().map(|&cg| probe.counters(cg).ring_full).sum();
+                job.lost = job
+                    .tracked
+                    .iter()
+                    .map(|&cg| probe.counters(cg).ring_full)
+                    .sum();
             }
         }
         for cg in std::mem::take(&mut job.tracked) {
@@ -867,7 +881,10 @@ fn carry_out(job: &mut Job, esc: &Escalation, allowed: WatchAction, quiet: bool)
                     );
                     (Action::Pause, "paused".to_string())
                 }
-                Err(err) => (Action::Alert, format!("pause failed ({err}); alerted instead")),
+                Err(err) => (
+                    Action::Alert,
+                    format!("pause failed ({err}); alerted instead"),
+                ),
             }
         }
         (true, WatchAction::Kill, _) => {
