@@ -62,7 +62,8 @@ fn start_runner(cgroup: &Path, jobs: &[(&str, &str, &str)], dir: &Path) -> Child
              GITHUB_JOB={name} RUNNER_NAME=runner-1 sh -c '{body}' > /dev/null 2>&1 &\n"
         ));
     }
-    script.push_str("wait\n");
+    // The runner lives on whatever happens to its jobs, like a runner agent.
+    script.push_str("exec sleep 600\n");
     let path = dir.join("runner.sh");
     fs::write(&path, script).unwrap();
     Command::new("sh")
@@ -339,4 +340,99 @@ fn bad_targets_get_a_clear_error() {
         assert_eq!(out.status.code(), Some(125), "{args:?}: {stderr}");
         assert!(stderr.contains(want), "{args:?}: want {want:?} in {stderr}");
     }
+}
+
+#[test]
+fn the_dashboard_can_pause_resume_and_stop_a_watched_job() {
+    use std::io::BufRead;
+    require_kernel_mode!();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sentry.db");
+    let cg = TestCgroup::new("control");
+    let tag = std::process::id();
+    let id = format!("ctl_{tag}");
+    let mut runner = start_runner(&cg.0, &[(&id, "ctl", HEALTHY_JOB)], dir.path());
+    let mut watch = start_watch(&db, &[]);
+    // The port is on the first line that says where the server listens.
+    let stdout = watch.stdout.take().unwrap();
+    let port: u16 = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.split("listening on http://127.0.0.1:")
+                .nth(1)?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .expect("sentry watch says where it listens");
+    let key = fs::read_to_string(dir.path().join("api-key")).unwrap();
+    let auth = format!("Bearer {}", key.trim());
+    let run_id = || -> Option<i64> {
+        Connection::open(&db)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT id FROM runs WHERE kind = 'watch' AND json_extract(labels, '$.job') = 'ctl'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .ok()
+    };
+    wait_for("the job to be recorded", Duration::from_secs(10), || {
+        run_id().is_some()
+    });
+    let run = run_id().unwrap();
+    let post = |what: &str| {
+        let body = format!("{{\"run_id\": {run}}}");
+        sentry_tests::http::request(
+            port,
+            "POST",
+            &format!("/process/{what}"),
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            body.as_bytes(),
+        )
+    };
+    let state = |pid: i32| -> String {
+        fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| Some(s.rsplit_once(')')?.1.split_whitespace().next()?.to_string()))
+            .unwrap_or_default()
+    };
+    let res = post("pause");
+    assert_eq!(res.status, 200, "{}", res.text());
+    let pids = job_pids(&id);
+    assert!(!pids.is_empty());
+    assert!(
+        pids.iter().all(|&p| state(p) == "T"),
+        "every job process is stopped"
+    );
+    assert!(runner.try_wait().unwrap().is_none());
+    assert_ne!(state(runner.id() as i32), "T", "the runner is not paused");
+    let res = post("resume");
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert!(job_pids(&id).iter().all(|&p| state(p) != "T"));
+    let res = post("restart");
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert_eq!(res.json()["ok"], false, "a watched job cannot be restarted");
+    assert!(res.text().contains("cannot restart a job it did not start"));
+    let res = post("kill");
+    assert_eq!(res.status, 200, "{}", res.text());
+    wait_for(
+        "the job's processes to end",
+        Duration::from_secs(10),
+        || job_pids(&id).is_empty(),
+    );
+    assert!(runner.try_wait().unwrap().is_none(), "the runner lives on");
+    wait_for(
+        "the job to be recorded as stopped",
+        Duration::from_secs(10),
+        || run_of(&db, "ctl").0 == "stopped",
+    );
+    let _ = stop_watch(watch);
+    let _ = runner.kill();
+    let _ = runner.wait();
 }

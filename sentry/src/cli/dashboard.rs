@@ -185,14 +185,15 @@ async fn listen(
     eprintln!("sentry dashboard: API key {source}");
     {
         let mut out = io::stdout().lock();
-        writeln!(out, "sentry dashboard: listening on http://{shown}")?;
+        // A closed stdout (a supervisor that stopped reading) must not stop the server.
+        let _ = writeln!(out, "sentry dashboard: listening on http://{shown}");
         // The one place the key is shown: in the fragment, which browsers never send.
-        writeln!(
+        let _ = writeln!(
             out,
             "sentry dashboard: open http://{shown}/#token={}",
             state.key().expose()
-        )?;
-        out.flush()?;
+        );
+        let _ = out.flush();
     }
     if !api::ui::is_built() {
         eprintln!(

@@ -79,7 +79,12 @@ impl CiScan {
             else {
                 continue;
             };
-            if let Some(change) = self.observe(pid) {
+            // An exited process waiting to be reaped (its runner may never reap it) has left
+            // its job.
+            let Some(st) = procfs::stat(pid).filter(|st| !st.is_zombie()) else {
+                continue;
+            };
+            if let Some(change) = self.observe(pid, st.start_ticks) {
                 changes.push(change);
             }
             if self.procs.contains_key(&pid) {
@@ -112,7 +117,9 @@ impl CiScan {
     /// belongs to, if any, and the job's [`Change::Started`] when this is its first process
     /// (the next scan will not announce it again).
     pub fn classify(&mut self, pid: i32) -> (Option<String>, Option<Change>) {
-        let change = self.observe(pid);
+        let change = procfs::stat(pid)
+            .filter(|st| !st.is_zombie())
+            .and_then(|st| self.observe(pid, st.start_ticks));
         let key = self.procs.get(&pid).and_then(|k| k.job.clone());
         (key, change)
     }
@@ -130,12 +137,12 @@ impl CiScan {
         self.jobs.len()
     }
 
-    /// Looks at one pid; a new process is attributed from its environment.
-    fn observe(&mut self, pid: i32) -> Option<Change> {
+    /// Looks at one live pid (started at `start`); a new process is attributed from its
+    /// environment.
+    fn observe(&mut self, pid: i32, start: u64) -> Option<Change> {
         if self.exclude.contains(&pid) {
             return None;
         }
-        let start = procfs::stat(pid)?.start_ticks;
         if let Some(known) = self.procs.get(&pid) {
             if known.start == start {
                 return None;

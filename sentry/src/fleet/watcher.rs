@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,8 @@ use crate::act;
 use crate::capture::kernel::{self, AnalysisBudget, Probe};
 use crate::capture::{cgroup, TreeControl};
 use crate::model::{Action, Incident, Sample};
-use crate::store::{NewRun, Recorder, WatchedEnd};
+use crate::store::{EventSink, NewRun, Recorder, WatchedEnd};
+use crate::supervise::control::{self, ControlAction, ControlReply, ControlServer};
 use crate::supervise::say;
 use crate::supervise::watch::{Escalation, Watch};
 use crate::supervise::StoreChoice;
@@ -59,10 +60,114 @@ struct Job {
     shed: u64,
     lost: u64,
     incidents: Vec<Incident>,
-    stopped: bool,
-    paused: bool,
+    /// Stopped or paused, by a decision or through the control socket.
+    flags: Arc<JobFlags>,
+    /// Where the dashboard's controls reach this job.
+    _control_server: Option<ControlServer>,
     /// Why its output is not captured, when it is not.
     uncaptured: Option<String>,
+}
+
+/// A job's state that its control socket changes too.
+#[derive(Debug, Default)]
+struct JobFlags {
+    stopped: AtomicBool,
+    paused: AtomicBool,
+}
+
+impl JobFlags {
+    fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+}
+
+/// How long a control request waits for a stopped job's processes to end.
+const CONTROL_WAIT: Duration = Duration::from_secs(4);
+
+/// Answers the dashboard's control requests for one watched job.
+struct JobHandler {
+    control: Arc<JobControl>,
+    flags: Arc<JobFlags>,
+    sink: EventSink,
+    name: String,
+}
+
+impl JobHandler {
+    fn handle(&self, action: ControlAction, actor: &str) -> ControlReply {
+        let reply = |ok: bool, outcome: String, status: &str| ControlReply {
+            ok,
+            outcome,
+            status: status.to_string(),
+        };
+        let tree: Arc<dyn TreeControl> = self.control.clone();
+        let paused = self.flags.paused.load(Ordering::SeqCst);
+        let result = match action {
+            _ if self.flags.stopped() => reply(true, "already stopped".into(), "stopped"),
+            ControlAction::Restart => reply(
+                false,
+                "sentry watch cannot restart a job it did not start; stop it and let its CI \
+                 system retry it"
+                    .into(),
+                if paused { "paused" } else { "running" },
+            ),
+            ControlAction::Pause if paused => reply(true, "already paused".into(), "paused"),
+            ControlAction::Pause => match act::pause(&tree) {
+                Ok(()) => {
+                    self.flags.paused.store(true, Ordering::SeqCst);
+                    self.sink.status("paused");
+                    say!(
+                        "sentry watch: {}: paused at the request of {actor}",
+                        self.name
+                    );
+                    reply(true, "paused (SIGSTOP to its processes)".into(), "paused")
+                }
+                Err(err) => reply(false, format!("pausing failed: {err}"), "running"),
+            },
+            ControlAction::Resume if !paused => reply(true, "not paused".into(), "running"),
+            ControlAction::Resume => match act::resume(&tree) {
+                Ok(()) => {
+                    self.flags.paused.store(false, Ordering::SeqCst);
+                    self.sink.status("running");
+                    say!(
+                        "sentry watch: {}: resumed at the request of {actor}",
+                        self.name
+                    );
+                    reply(true, "resumed (SIGCONT to its processes)".into(), "running")
+                }
+                Err(err) => reply(false, format!("resuming failed: {err}"), "paused"),
+            },
+            ControlAction::Kill => {
+                say!(
+                    "sentry watch: {}: stopping it at the request of {actor}",
+                    self.name
+                );
+                self.flags.stopped.store(true, Ordering::SeqCst);
+                self.flags.paused.store(false, Ordering::SeqCst);
+                let asked = Instant::now();
+                act::stop(&tree, act::STOP_GRACE);
+                while !self.control.pids().is_empty() && asked.elapsed() < CONTROL_WAIT {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                let took = asked.elapsed().as_secs_f64();
+                if self.control.pids().is_empty() {
+                    reply(
+                        true,
+                        format!("stopped: its processes ended {took:.1} s after SIGTERM"),
+                        "stopped",
+                    )
+                } else {
+                    reply(
+                        false,
+                        format!("asked to end, but processes are still running {took:.1} s later"),
+                        "stopping",
+                    )
+                }
+            }
+        };
+        self.sink
+            .control(actor, action.as_str(), &result.outcome, &result.status);
+        result
+    }
 }
 
 /// What a new job is made of.
@@ -473,11 +578,15 @@ impl Fleet<'_> {
         } = spec;
         let id = self.next_id;
         self.next_id += 1;
+        let socket = self
+            .store
+            .as_ref()
+            .map(|db| control::job_socket_path(db, std::process::id(), id));
         let recorder = self.store.as_ref().and_then(|path| {
             let run = NewRun {
                 kind: "watch".into(),
                 command,
-                control_socket: None,
+                control_socket: socket.clone(),
                 retain_days: Some(self.options.retain_days),
                 labels: labels.clone(),
                 job_key: Some(job_key),
@@ -498,11 +607,36 @@ impl Fleet<'_> {
             }
         });
         let now = Instant::now();
+        let job_control = Arc::new(JobControl::new(name.clone(), members, leader));
+        let flags = Arc::new(JobFlags::default());
+        let control_server = match (&socket, &recorder) {
+            (Some(socket), Some(recorder)) => {
+                let handler = JobHandler {
+                    control: Arc::clone(&job_control),
+                    flags: Arc::clone(&flags),
+                    sink: recorder.sink(),
+                    name: name.clone(),
+                };
+                match ControlServer::start(socket, move |action, actor| {
+                    handler.handle(action, actor)
+                }) {
+                    Ok(server) => Some(server),
+                    Err(err) => {
+                        say!(
+                            "sentry watch: {name}: the dashboard cannot control it: cannot listen on {}: {err}",
+                            socket.display()
+                        );
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         let job = Job {
             key: key.clone(),
             name: name.clone(),
             labels,
-            control: Arc::new(JobControl::new(name.clone(), members, leader)),
+            control: job_control,
             cgroup,
             tracked: BTreeSet::new(),
             watch: Watch::new(self.options.policy.clone()),
@@ -521,8 +655,8 @@ impl Fleet<'_> {
             shed: 0,
             lost: 0,
             incidents: Vec::new(),
-            stopped: false,
-            paused: false,
+            flags,
+            _control_server: control_server,
             uncaptured: None,
         };
         if !self.options.quiet {
@@ -697,7 +831,7 @@ impl Fleet<'_> {
         if let Some(r) = job.recorder.as_mut() {
             r.sample(&sample, lines);
         }
-        if job.stopped || reading.pids == 0 {
+        if job.flags.stopped() || reading.pids == 0 {
             return;
         }
         let escalation = job.watch.sample(&sample);
@@ -713,7 +847,7 @@ impl Fleet<'_> {
         }
         job.incidents.push(incident);
         self.summary.incidents += 1;
-        if job.stopped {
+        if job.flags.stopped() {
             self.summary.stopped += 1;
         }
     }
@@ -743,7 +877,11 @@ impl Fleet<'_> {
         if status == "exited" {
             job.control.set_ended();
         }
-        let status = if job.stopped { "stopped" } else { status };
+        let status = if job.flags.stopped() {
+            "stopped"
+        } else {
+            status
+        };
         let duration = job.started.elapsed().as_secs_f64();
         let cpu_seconds = job.last_cpu.0 as f64 / 1e6;
         if !self.options.quiet {
@@ -874,7 +1012,7 @@ fn carry_out(job: &mut Job, esc: &Escalation, allowed: WatchAction, quiet: bool)
         (true, WatchAction::Pause, _) | (true, WatchAction::Kill, Action::Pause) => {
             match act::pause(&control) {
                 Ok(()) => {
-                    job.paused = true;
+                    job.flags.paused.store(true, Ordering::SeqCst);
                     say!(
                         "sentry watch: {}: paused (SIGSTOP to its processes) after {at:.1} s: {what}",
                         job.name
@@ -893,7 +1031,7 @@ fn carry_out(job: &mut Job, esc: &Escalation, allowed: WatchAction, quiet: bool)
                 job.name
             );
             act::stop(&control, act::STOP_GRACE);
-            job.stopped = true;
+            job.flags.stopped.store(true, Ordering::SeqCst);
             (Action::Kill, "stopped".to_string())
         }
     };

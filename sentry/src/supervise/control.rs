@@ -139,6 +139,12 @@ pub fn socket_path(db: &Path, pid: u32) -> PathBuf {
         .join(format!("{pid}.sock"))
 }
 
+/// Where job `n` of a `sentry watch` with pid `pid` listens: `<pid>-<n>.sock` in the same
+/// place as [`socket_path`].
+pub fn job_socket_path(db: &Path, pid: u32, n: u32) -> PathBuf {
+    socket_path(db, pid).with_file_name(format!("{pid}-{n}.sock"))
+}
+
 /// A listening control socket; removed when dropped.
 pub struct ControlServer {
     path: PathBuf,
