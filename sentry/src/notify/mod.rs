@@ -48,7 +48,7 @@ const ALERT_QUEUE: usize = 256;
 const EVENTS_LOG_QUEUE: usize = 4096;
 
 /// How long [`Notifier::finish`] gives workers to record what they were doing once it gave up.
-const ABORT_GRACE: Duration = Duration::from_millis(300);
+const ABORT_GRACE: Duration = Duration::from_millis(500);
 
 /// Where alerts and events go.
 #[derive(Debug, Clone, PartialEq, Eq)]
