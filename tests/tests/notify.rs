@@ -648,8 +648,10 @@ fn a_runaway_fires_in_alertmanager_and_is_resolved_when_the_run_ends() {
     // Resolved: sentry posted the same label set with endsAt = the run's end, and
     // Alertmanager (0.25) lists only alerts whose endsAt is still ahead: it is gone.
     let left = am.alerts();
+    let label = id.to_string();
     assert!(
-        left.iter().all(|a| a["labels"]["run_id"] != id.to_string()),
+        left.iter()
+            .all(|a| a["labels"]["run_id"].as_str() != Some(label.as_str())),
         "the run's alert is still listed after the run ended: {left:?}"
     );
     let rows = deliveries(dir.path());
