@@ -7,33 +7,35 @@ use clap::Args;
 
 use crate::notify::{EventsLogConfig, NotifyConfig, DEFAULT_PUBLIC_URL};
 
+/// The `--help` section of these flags.
+const HEADING: &str = "Alerts and events";
+
 /// Where alerts and events go.
 #[derive(Debug, Clone, Args)]
-#[command(next_help_heading = "Alerts and events")]
 pub struct NotifyArgs {
     /// Post alerts to this Alertmanager (v2 API), e.g. http://alertmanager:9093; repeatable.
     /// Firing alerts are re-sent every minute and resolved when the run ends.
-    #[arg(long = "alertmanager", value_name = "URL")]
+    #[arg(help_heading = HEADING, long = "alertmanager", value_name = "URL")]
     pub alertmanager: Vec<String>,
     /// POST a JSON event (schema sentry.alert/v1, see docs/alerts.md) to this URL for each
     /// incident, and a `resolved` event when the run ends; repeatable.
-    #[arg(long = "webhook", value_name = "URL")]
+    #[arg(help_heading = HEADING, long = "webhook", value_name = "URL")]
     pub webhook: Vec<String>,
     /// Post a message to this Slack incoming webhook for each incident; repeatable.
-    #[arg(long = "slack-webhook", value_name = "URL")]
+    #[arg(help_heading = HEADING, long = "slack-webhook", value_name = "URL")]
     pub slack_webhook: Vec<String>,
     /// Append findings, decisions, incidents and run ends to FILE as JSON lines (schema
     /// sentry.event/v1, see docs/events-log.md), for log shippers.
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = HEADING, long, value_name = "FILE")]
     pub events_log: Option<PathBuf>,
     /// Rotate the events log before it grows past SIZE (e.g. 64M, 1G).
-    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = super::run::parse_size)]
+    #[arg(help_heading = HEADING, long, value_name = "SIZE", default_value = "64M", value_parser = super::run::parse_size)]
     pub events_log_max_bytes: u64,
     /// Rotated events logs to keep (FILE.1 … FILE.N).
-    #[arg(long, value_name = "N", default_value_t = 5)]
+    #[arg(help_heading = HEADING, long, value_name = "N", default_value_t = 5)]
     pub events_log_keep: u32,
     /// The dashboard's address as receivers should link to it.
-    #[arg(long, value_name = "URL", default_value = DEFAULT_PUBLIC_URL)]
+    #[arg(help_heading = HEADING, long, value_name = "URL", default_value = DEFAULT_PUBLIC_URL)]
     pub public_url: String,
 }
 
