@@ -273,11 +273,15 @@ fn a_receiver_that_is_down_does_not_hold_the_run_or_its_record() {
     let url = format!("http://127.0.0.1:{}/hook", dead_port());
     let started = Instant::now();
     let run = stopped_runaway(&["--webhook", &url], LOOP);
-    let took = started.elapsed();
-    // Detection takes a second or two; the run then waits at most 5 s for its deliveries.
+    let took = started.elapsed().as_secs_f64();
+    // The run waits at most 5 s for its deliveries after the command ended; the rest of the
+    // margin is for starting and recording on a loaded machine.
+    let duration = run.report["duration_s"]
+        .as_f64()
+        .expect("the run's duration");
     assert!(
-        took < Duration::from_secs(15),
-        "the run took {took:?} with a dead receiver"
+        took - duration < 10.0,
+        "sentry took {took:.1} s for a {duration:.1} s run with a dead receiver"
     );
     let dir = run.dir.path();
     let id = run_id(&run);

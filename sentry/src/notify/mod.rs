@@ -650,7 +650,168 @@ impl RunNotifier {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
     use super::*;
+    use crate::model::{Action, Evidence, FindingKind, ResourceEvidence};
+
+    fn read_body(stream: &TcpStream) -> Option<String> {
+        let mut reader = BufReader::new(stream);
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().ok()?;
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).ok()?;
+        String::from_utf8(body).ok()
+    }
+
+    /// A loopback receiver that answers 200 and hands over each body.
+    fn receiver() -> (String, mpsc::Receiver<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                if let Some(body) = read_body(&stream) {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    if tx.send(body).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        (url, rx)
+    }
+
+    fn incident() -> Incident {
+        Incident {
+            kind: FindingKind::CpuBurn,
+            detected_after_s: 31.0,
+            action: Action::Kill,
+            score: 0.9,
+            confidence: 0.9,
+            summary: "CPU burn: 198% for 30 s without progress".into(),
+            outcome: "stopped".into(),
+            attempt: 1,
+            reasons: vec![],
+            evidence: Evidence::Resource(ResourceEvidence {
+                metric: "cpu_pct".into(),
+                value: 198.0,
+                threshold: 90.0,
+                window_s: 30.0,
+            }),
+        }
+    }
+
+    fn job() -> JobRef {
+        JobRef {
+            run_id: Some(7),
+            labels: BTreeMap::new(),
+            command: vec!["make".into(), "test".into()],
+        }
+    }
+
+    #[test]
+    fn firing_alerts_are_posted_again_until_the_run_ends() {
+        let (url, bodies) = receiver();
+        let config = NotifyConfig {
+            alertmanager: vec![url],
+            alertmanager_repeat: Duration::from_millis(200),
+            ..NotifyConfig::default()
+        };
+        let notifier = Notifier::start(config, None).unwrap();
+        notifier.send(NotifyEvent::Incident {
+            job: job(),
+            incident: incident(),
+        });
+        let next = || -> serde_json::Value {
+            let body = bodies.recv_timeout(Duration::from_secs(5)).expect("a post");
+            serde_json::from_str(&body).unwrap()
+        };
+        let first = next();
+        for _ in 0..2 {
+            let again = next();
+            assert_eq!(again, first, "a re-post is the same alert, start included");
+        }
+        assert!(first[0].get("endsAt").is_none(), "{first}");
+        assert_eq!(first[0]["labels"]["severity"], "critical");
+        notifier.send(NotifyEvent::Ended {
+            job: job(),
+            status: "stopped".into(),
+            exit_code: Some(124),
+            runaway: true,
+        });
+        let resolved = loop {
+            let body = next();
+            if body[0].get("endsAt").is_some() {
+                break body;
+            }
+        };
+        assert_eq!(resolved[0]["labels"], first[0]["labels"]);
+        assert_eq!(resolved[0]["startsAt"], first[0]["startsAt"]);
+        let counters = Arc::clone(&notifier.counters[SinkKind::Alertmanager.index()]);
+        notifier.finish(Duration::from_secs(1));
+        assert!(counters.delivered.load(Ordering::Relaxed) >= 4);
+        assert_eq!(counters.failed.load(Ordering::Relaxed), 0);
+        // Resolved: no more posts.
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(bodies.try_recv().is_err(), "posted after the run's end");
+    }
+
+    #[test]
+    fn send_never_blocks_and_a_stuck_receiver_costs_drops_not_time() {
+        // Accepts connections and never answers: the worker hangs in its first request.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let held: Vec<TcpStream> = listener.incoming().flatten().take(4).collect();
+            std::thread::sleep(Duration::from_secs(30));
+            drop(held);
+        });
+        let config = NotifyConfig {
+            webhooks: vec![url],
+            ..NotifyConfig::default()
+        };
+        let notifier = Notifier::start(config, None).unwrap();
+        let started = Instant::now();
+        for _ in 0..300 {
+            notifier.send(NotifyEvent::Incident {
+                job: job(),
+                incident: incident(),
+            });
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "send blocked");
+        let stats = notifier.stats();
+        assert!(
+            stats.webhook.dropped >= 300 - ALERT_QUEUE as u64 - 1,
+            "{stats:?}"
+        );
+        let finishing = Instant::now();
+        let counters = Arc::clone(&notifier.counters[SinkKind::Webhook.index()]);
+        notifier.finish(Duration::from_millis(100));
+        assert!(
+            finishing.elapsed() < Duration::from_secs(2),
+            "finish waited on the receiver"
+        );
+        // All but the one in the receiver's hands count as dropped.
+        assert_eq!(counters.dropped.load(Ordering::Relaxed), 299);
+    }
 
     #[test]
     fn urls_are_checked_and_a_bad_one_names_its_flag() {
