@@ -271,6 +271,8 @@ fn a_webhook_gets_the_incident_once_after_a_500_and_a_429_with_retry_after() {
 #[test]
 fn a_receiver_that_is_down_does_not_hold_the_run_or_its_record() {
     let url = format!("http://127.0.0.1:{}/hook", dead_port());
+    // Built (or found up to date) before the clock starts.
+    sentry_tests::sentry_bin();
     let started = Instant::now();
     let run = stopped_runaway(&["--webhook", &url], LOOP);
     let took = started.elapsed().as_secs_f64();
