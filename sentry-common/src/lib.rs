@@ -16,9 +16,10 @@ pub const PAYLOAD_SIZE_CLASSES: [usize; 4] = [64, 256, 1024, MAX_CAPTURE_BYTES];
 /// Size of the write-event ring buffer in bytes (a power of two multiple of the page size).
 pub const RING_BUFFER_BYTES: u32 = 4 << 20;
 
-/// How many cgroups (runs) the probe can track at once: the size of its slot table, a power
-/// of two.
-pub const MAX_TRACKED_CGROUPS: u32 = 64;
+/// How many cgroups (runs, or the cgroups of watched jobs) one probe instance can track at
+/// once: the size of its slot table, a power of two. Array slots cost nothing on the write
+/// path (the lookup is a bounds check and a load), so the table is sized for a fleet host.
+pub const MAX_TRACKED_CGROUPS: u32 = 1024;
 
 /// How many consecutive slots, from a cgroup's home slot on, may hold it (a bounded linear
 /// probe). User space refuses to track a cgroup whose probe sequence is full.

@@ -321,6 +321,58 @@ fn enable_controllers(root: &Path, parent: &Path) {
     }
 }
 
+/// Reads the resource files of any cgroup (read-only: watching a cgroup sentry did not
+/// create never writes to it). Figures cover the cgroup and its descendants, except `pids`,
+/// which counts the processes directly in it.
+pub fn stats_at(path: &Path) -> CgroupStats {
+    read_stats(path)
+}
+
+/// The id the kernel reports for tasks in the cgroup at `path` (its kernfs inode number).
+pub fn id_of(path: &Path) -> io::Result<u64> {
+    Ok(fs::metadata(path)?.ino())
+}
+
+/// `path` and every cgroup below it, parents first. Unreadable subdirectories are skipped.
+pub fn subtree(path: &Path) -> Vec<PathBuf> {
+    let mut out = vec![path.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        if let Ok(entries) = fs::read_dir(&out[i]) {
+            for entry in entries.flatten() {
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    out.push(entry.path());
+                }
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Pids of every process in `path` and the cgroups below it.
+pub fn pids_in_subtree(path: &Path) -> Vec<i32> {
+    subtree(path).iter().flat_map(|p| read_pids(p)).collect()
+}
+
+/// The cgroup v2 directory (under `root`, the cgroup2 mount) that process `pid` is in, from
+/// the `0::` line of `/proc/PID/cgroup`. `None` when the process is gone or is in no v2
+/// cgroup.
+pub fn cgroup_of_pid(root: &Path, pid: i32) -> Option<PathBuf> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let rel = rel.trim().trim_start_matches('/');
+    // A cgroup moved away while we read shows " (deleted)"; treat it as gone.
+    if rel.ends_with(" (deleted)") {
+        return None;
+    }
+    Some(if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    })
+}
+
 fn read_stats(path: &Path) -> CgroupStats {
     let cpu_usage_us = fs::read_to_string(path.join("cpu.stat"))
         .ok()

@@ -278,20 +278,23 @@ pub fn ensure_tracefs() -> Result<(), KernelError> {
     })
 }
 
-/// The loaded and attached probe with its maps and the slots this instance assigned.
-struct Probe {
+/// The loaded and attached probe with its maps and the slots this instance assigned. One
+/// instance tracks any number of cgroups (up to the slot table's size): `sentry run` tracks
+/// its run's cgroup, `sentry watch` every cgroup its targets live in.
+pub(crate) struct Probe {
     // Keeps the programs attached; dropping it detaches them.
     _ebpf: aya::Ebpf,
     runs: aya::maps::PerCpuArray<aya::maps::MapData, sentry_common::RunCounters>,
     slots: aya::maps::Array<aya::maps::MapData, u64>,
-    events: aya::maps::RingBuf<aya::maps::MapData>,
+    /// Write records of every tracked cgroup.
+    pub(crate) events: aya::maps::RingBuf<aya::maps::MapData>,
     ncpus: usize,
     /// (cgroup id, slot) of every run tracked through this instance.
     tracked: Vec<(u64, u32)>,
 }
 
 impl Probe {
-    fn load(floor: bool) -> Result<Probe, KernelError> {
+    pub(crate) fn load(floor: bool) -> Result<Probe, KernelError> {
         use aya::programs::TracePoint;
         use sentry_common as common;
 
@@ -359,7 +362,7 @@ impl Probe {
         })
     }
 
-    fn track(&mut self, cgroup_id: u64, budget_per_s: u64) -> Result<(), KernelError> {
+    pub(crate) fn track(&mut self, cgroup_id: u64, budget_per_s: u64) -> Result<(), KernelError> {
         let slot = self.free_slot(cgroup_id)?;
         let initial = sentry_common::RunCounters::with_budget(
             budget_per_s,
@@ -412,6 +415,15 @@ impl Probe {
         })
     }
 
+    /// Waits up to `timeout` for records in the ring buffer.
+    pub(crate) fn wait_for_events(&self, timeout: Duration) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut fds = [PollFd::new(self.events.as_fd(), PollFlags::POLLIN)];
+        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::ZERO);
+        // EINTR or a spurious error only means we drain a little early.
+        let _ = poll(&mut fds, timeout);
+    }
+
     fn slot_of(&self, cgroup_id: u64) -> Option<u32> {
         self.tracked
             .iter()
@@ -419,7 +431,7 @@ impl Probe {
             .map(|(_, slot)| *slot)
     }
 
-    fn untrack(&mut self, cgroup_id: u64) {
+    pub(crate) fn untrack(&mut self, cgroup_id: u64) {
         let Some(slot) = self.slot_of(cgroup_id) else {
             return;
         };
@@ -430,7 +442,7 @@ impl Probe {
         self.tracked.retain(|(id, _)| *id != cgroup_id);
     }
 
-    fn counters(&self, cgroup_id: u64) -> sentry_common::RunCounters {
+    pub(crate) fn counters(&self, cgroup_id: u64) -> sentry_common::RunCounters {
         let mut total = sentry_common::RunCounters::default();
         let Some(slot) = self.slot_of(cgroup_id) else {
             return total;
@@ -460,7 +472,7 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 /// Loading the probe parses the kernel's BTF and the object file, which leaves several MiB
 /// of freed heap that glibc keeps mapped; giving it back keeps sentry's resident memory for
 /// the rest of a possibly hours-long run at what it uses (measured: -7.5 MiB).
-fn release_freed_memory() {
+pub(crate) fn release_freed_memory() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only returns free heap pages to the kernel; no pointer is touched.
     unsafe {
@@ -469,7 +481,7 @@ fn release_freed_memory() {
 }
 
 /// Current `CLOCK_MONOTONIC` in nanoseconds (the probe's `bpf_ktime_get_ns` clock).
-fn monotonic_ns() -> u64 {
+pub(crate) fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -740,20 +752,20 @@ const ANALYSIS_PER_WINDOW: u32 = 10_000;
 const ANALYSIS_WINDOW: Duration = Duration::from_millis(100);
 
 #[derive(Debug)]
-struct AnalysisBudget {
+pub(crate) struct AnalysisBudget {
     window_start: Instant,
     admitted: u32,
 }
 
 impl AnalysisBudget {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         AnalysisBudget {
             window_start: Instant::now(),
             admitted: 0,
         }
     }
 
-    fn admit(&mut self) -> bool {
+    pub(crate) fn admit(&mut self) -> bool {
         if self.admitted >= ANALYSIS_PER_WINDOW {
             let now = Instant::now();
             if now.duration_since(self.window_start) < ANALYSIS_WINDOW {
@@ -876,11 +888,7 @@ impl Drain {
     }
 
     fn wait_for_events(&self, timeout: Duration) {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        let mut fds = [PollFd::new(self.probe.events.as_fd(), PollFlags::POLLIN)];
-        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::ZERO);
-        // EINTR or a spurious error only means we drain a little early.
-        let _ = poll(&mut fds, timeout);
+        self.probe.wait_for_events(timeout);
     }
 
     /// Takes every record out of the ring; returns how many.
@@ -950,7 +958,7 @@ impl Drain {
 
 /// Turns one ring record into an output chunk; the flag says the kernel could not read the
 /// buffer. `None` for a malformed record.
-fn decode(record: &[u8], start_ns: u64) -> Option<(OutputChunk, bool)> {
+pub(crate) fn decode(record: &[u8], start_ns: u64) -> Option<(OutputChunk, bool)> {
     use sentry_common::{WriteHeader, FLAG_READ_FAILED, WRITE_HEADER_BYTES};
     if record.len() < WRITE_HEADER_BYTES {
         return None;

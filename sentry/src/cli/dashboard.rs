@@ -59,7 +59,33 @@ pub fn run(args: &DashboardArgs) -> ExitCode {
     }
 }
 
+/// Serves the API and UI on a thread of its own until `stop` is set (the way `sentry watch`
+/// serves its jobs); the thread's result says why serving failed, if it did.
+pub fn serve_in_background(
+    args: DashboardArgs,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
+    std::thread::Builder::new()
+        .name("sentry-api-main".into())
+        .spawn(move || {
+            let served = serve_until(&args, Some(std::sync::Arc::clone(&stop)));
+            if let Err(err) = &served {
+                eprintln!("sentry watch: the API server stopped: {err:#}");
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            served
+        })
+}
+
 fn serve(args: &DashboardArgs) -> anyhow::Result<()> {
+    serve_until(args, None)
+}
+
+/// Serves until SIGINT/SIGTERM, or until `stop` is set when given.
+fn serve_until(
+    args: &DashboardArgs,
+    stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+) -> anyhow::Result<()> {
     if !args.bind.is_loopback() && !args.allow_remote {
         bail!(
             "refusing to listen on {}: it is not a loopback address, so the API would be \
@@ -89,7 +115,7 @@ fn serve(args: &DashboardArgs) -> anyhow::Result<()> {
         .thread_name("sentry-api")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(listen(args, db, key, source))
+    runtime.block_on(listen(args, db, key, source, stop))
 }
 
 async fn listen(
@@ -97,6 +123,7 @@ async fn listen(
     db: Db,
     key: ApiKey,
     source: key::KeySource,
+    stop_flag: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 ) -> anyhow::Result<()> {
     let wanted = SocketAddr::new(args.bind, args.port);
     let listener = match tokio::net::TcpListener::bind(wanted).await {
@@ -146,7 +173,14 @@ async fn listen(
         );
     }
     // Handlers first: a SIGTERM sent as soon as the URL is printed must stop us cleanly.
-    let stop = stop_signal().context("cannot install the signal handlers")?;
+    let stop: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match stop_flag {
+        Some(flag) => Box::pin(async move {
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }),
+        None => Box::pin(stop_signal().context("cannot install the signal handlers")?),
+    };
     eprintln!("sentry dashboard: store {}", db.path().display());
     eprintln!("sentry dashboard: API key {source}");
     {

@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod incidents;
 pub mod notify_args;
 pub mod run;
+pub mod watch;
 pub mod workload;
 
 /// sentry: notices when a command has become a runaway and stops it safely.
@@ -51,6 +52,9 @@ pub enum Command {
                       serve (port in use, store unusable, bad flags)."
     )]
     Dashboard(dashboard::DashboardArgs),
+    /// Supervise work sentry did not start: cgroups, systemd units and the CI jobs on this
+    /// host (`sentry watch --discover ci`), alerting by default.
+    Watch(watch::WatchArgs),
     /// The incidents recorded in the evidence store, newest first.
     Incidents(incidents::IncidentsArgs),
     /// A self-contained demonstration: a runaway caught, healthy work left alone, a recovery.
@@ -70,6 +74,7 @@ pub fn main() -> ExitCode {
         Command::Dashboard(args) => dashboard::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Incidents(args) => incidents::run(&args),
+        Command::Watch(args) => watch::run(args),
         Command::Workload(args) => workload::run(&args),
     }
 }

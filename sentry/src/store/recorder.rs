@@ -69,7 +69,7 @@ enum Msg {
 
 struct End {
     status: String,
-    exit_code: i32,
+    exit_code: Option<i32>,
     runaway: bool,
     restarts: u32,
     cpu_peak_pct: f64,
@@ -79,6 +79,28 @@ struct End {
     /// CPU time of the whole run, when known.
     cpu_seconds: Option<f64>,
     report: Value,
+}
+
+/// How a watched job ended, as [`Recorder::finish_watched`] records it.
+#[derive(Debug, Clone)]
+pub struct WatchedEnd {
+    /// `exited` (its processes ended), `stopped` (sentry stopped it) or `detached` (sentry
+    /// stopped watching while it ran on).
+    pub status: String,
+    /// Whether a runaway was detected.
+    pub runaway: bool,
+    /// Peak CPU, per-core percent.
+    pub cpu_peak_pct: f64,
+    /// Peak resident memory.
+    pub mem_peak_bytes: Option<u64>,
+    /// Writes captured.
+    pub events_captured: u64,
+    /// Writes lost.
+    pub events_lost: u64,
+    /// CPU time used while watched.
+    pub cpu_seconds: f64,
+    /// The job's report (redacted here).
+    pub report: Value,
 }
 
 /// A handle for recording control events from another thread.
@@ -388,7 +410,7 @@ impl Recorder {
         redact::redact_json(&mut report);
         let end = End {
             status: "failed".into(),
-            exit_code,
+            exit_code: Some(exit_code),
             runaway: false,
             restarts: 0,
             cpu_peak_pct: 0.0,
@@ -408,7 +430,7 @@ impl Recorder {
         redact::redact_json(&mut report_json);
         let end = End {
             status: status.to_string(),
-            exit_code: report.exit_code,
+            exit_code: Some(report.exit_code),
             runaway: report.runaway,
             restarts: report.restarts,
             cpu_peak_pct: report.cpu_peak_pct,
@@ -419,6 +441,24 @@ impl Recorder {
             report: report_json,
         };
         self.end_with(end)
+    }
+
+    /// Records the end of a watched job: it has no exit status (sentry did not start it).
+    pub fn finish_watched(self, end: WatchedEnd) -> Result<(), String> {
+        let mut report = end.report;
+        redact::redact_json(&mut report);
+        self.end_with(End {
+            status: end.status,
+            exit_code: None,
+            runaway: end.runaway,
+            restarts: 0,
+            cpu_peak_pct: end.cpu_peak_pct,
+            mem_peak_bytes: end.mem_peak_bytes,
+            events_captured: end.events_captured,
+            events_lost: end.events_lost,
+            cpu_seconds: Some(end.cpu_seconds),
+            report,
+        })
     }
 
     fn end_with(mut self, end: End) -> Result<(), String> {

@@ -9,6 +9,7 @@ mod api;
 mod capture;
 mod dashboard;
 mod detect;
+mod fleet;
 mod live;
 mod manifest;
 mod stats;
@@ -35,6 +36,10 @@ enum Which {
     /// Time to detect live output loops and silent spins under `sentry run`, and sentry's own
     /// CPU and memory over a quiet command (needs root).
     DetectLive(live::LiveArgs),
+    /// `sentry watch --discover ci` over 50 concurrent CI jobs (a fifth runaway): detection
+    /// times, false alarms, losses, and sentry's own CPU and memory from 1 to 200 jobs
+    /// (needs root).
+    Fleet(fleet::FleetArgs),
     /// Requests/s and latency of the HTTP API (`wrk`), and memory for 100 SSE clients.
     Api(api::ApiArgs),
     /// The web UI in headless Chromium: gzipped size, first paint, charting 10,000 samples live.
@@ -49,6 +54,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Which::Capture(a) => capture::run(&root, a),
         Which::DetectLive(a) => live::run(&root, a),
         Which::Api(a) => api::run(&root, a),
+        Which::Fleet(a) => fleet::run(&root, a),
         Which::Dashboard(a) => dashboard::run(&root, a),
     }
 }

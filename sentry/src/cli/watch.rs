@@ -1,0 +1,175 @@
+//! `sentry watch`: supervise work sentry did not start — cgroups, the cgroup of a pid or of a
+//! systemd unit, and the CI jobs on this host — and serve the API, dashboard and metrics of
+//! what it watches on one loopback port.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::decide::Policy;
+use crate::fleet::{self, WatchAction, WatchOptions};
+use crate::supervise::{self, StoreChoice};
+
+/// Where CI jobs are discovered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Discover {
+    /// GitHub Actions, GitLab Runner, Buildkite and Jenkins jobs, by their environment.
+    Ci,
+}
+
+/// `sentry watch` options.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// A cgroup v2 to watch as one job: absolute, or relative to the cgroup2 mount
+    /// (repeatable).
+    #[arg(long = "cgroup", value_name = "PATH")]
+    pub cgroups: Vec<String>,
+    /// Watch the cgroup this process is in (repeatable).
+    #[arg(long = "pid", value_name = "PID")]
+    pub pids: Vec<i32>,
+    /// Watch a systemd unit's control group (repeatable).
+    #[arg(long = "unit", value_name = "NAME")]
+    pub units: Vec<String>,
+    /// Discover jobs and follow them as they come and go.
+    #[arg(long, value_enum)]
+    pub discover: Option<Discover>,
+    /// The strongest action sentry may take on a runaway job: `alert` (default), or `kill` /
+    /// `pause`, which act on exactly the job's processes (never the runner or other jobs).
+    #[arg(long, value_enum, default_value = "alert")]
+    pub action: WatchAction,
+    /// Detection policy file (TOML), as for `sentry run`.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Seconds between samples of each job.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.5)]
+    pub sample_interval: f64,
+    /// Full write captures per second per CPU for each watched cgroup.
+    #[arg(long, value_name = "N", default_value_t = 200_000)]
+    pub capture_budget: u64,
+    /// Stop watching after this many seconds (default: until Ctrl-C or SIGTERM).
+    #[arg(long = "for", value_name = "SECONDS")]
+    pub duration: Option<f64>,
+    /// Port of the API, dashboard and /metrics (0 for any free one).
+    #[arg(long, default_value_t = 3001)]
+    pub port: u16,
+    /// Address to listen on (loopback unless --allow-remote).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// Allow a non-loopback --bind.
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Do not serve the API (record to the store only).
+    #[arg(long)]
+    pub no_api: bool,
+    /// Write the metrics exposition to DIR/sentry.prom for node_exporter's textfile collector.
+    #[arg(long, value_name = "DIR")]
+    pub textfile_dir: Option<PathBuf>,
+    /// The evidence store.
+    #[arg(long, value_name = "PATH", env = "SENTRY_DB")]
+    pub db: Option<PathBuf>,
+    /// Delete runs that ended more than this many days ago.
+    #[arg(long, value_name = "DAYS", default_value_t = crate::store::DEFAULT_RETAIN_DAYS)]
+    pub retain_days: u32,
+    /// Only errors and actions on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Runs `sentry watch`.
+pub fn run(args: WatchArgs) -> ExitCode {
+    let fail = |msg: String| {
+        eprintln!("sentry watch: {msg}");
+        ExitCode::from(supervise::EXIT_SENTRY_FAILED)
+    };
+    if !(args.sample_interval.is_finite() && args.sample_interval >= 0.05) {
+        return fail("--sample-interval must be at least 0.05 seconds".into());
+    }
+    if let Some(d) = args.duration {
+        if !(d.is_finite() && d > 0.0) {
+            return fail("--for must be a positive number of seconds".into());
+        }
+    }
+    let policy = match &args.policy {
+        Some(path) => match Policy::from_toml_file(path) {
+            Ok(policy) => policy,
+            Err(err) => return fail(err.to_string()),
+        },
+        None => Policy::default(),
+    };
+    let db = match &args.db {
+        Some(p) => Some(p.clone()),
+        None => crate::store::default_path().ok(),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(err) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
+            return fail(format!("cannot watch for signals: {err}"));
+        }
+    }
+    let server = match (&db, args.no_api) {
+        (Some(db), false) => {
+            // The store must exist before the server opens it.
+            if let Err(err) = crate::store::Store::open(db) {
+                return fail(format!("the store is unusable: {err}"));
+            }
+            let dash = super::dashboard::DashboardArgs {
+                port: args.port,
+                bind: args.bind,
+                allow_remote: args.allow_remote,
+                db: Some(db.clone()),
+                allow_hosts: Vec::new(),
+                allow_origins: Vec::new(),
+                open: false,
+                heartbeat: 15.0,
+            };
+            match super::dashboard::serve_in_background(dash, Arc::clone(&stop)) {
+                Ok(handle) => Some(handle),
+                Err(err) => return fail(format!("cannot start the API server: {err}")),
+            }
+        }
+        _ => None,
+    };
+    let options = WatchOptions {
+        cgroups: args.cgroups,
+        pids: args.pids,
+        units: args.units,
+        discover_ci: args.discover == Some(Discover::Ci),
+        action: args.action,
+        policy,
+        sample_interval: Duration::from_secs_f64(args.sample_interval),
+        capture_budget_per_s: args.capture_budget,
+        store: match db {
+            Some(p) => StoreChoice::Path(p),
+            None => StoreChoice::Default,
+        },
+        retain_days: args.retain_days,
+        quiet: args.quiet,
+        duration: args.duration.map(Duration::from_secs_f64),
+        stop: Arc::clone(&stop),
+        textfile_dir: args.textfile_dir,
+    };
+    // A server that fails to start (port in use) stops the watch too.
+    let watcher_stop = Arc::clone(&stop);
+    let outcome = fleet::watch(&options);
+    watcher_stop.store(true, Ordering::SeqCst);
+    let served = server.map(|h| h.join());
+    let summary = match outcome {
+        Ok(summary) => summary,
+        Err(err) => return fail(err.to_string()),
+    };
+    if let Some(Ok(Err(err))) = served {
+        return fail(format!("the API server failed: {err:#}"));
+    }
+    if !args.quiet {
+        eprintln!(
+            "sentry watch: watched {} job(s): {} incident(s), {} stopped, {} write record(s) lost",
+            summary.jobs, summary.incidents, summary.stopped, summary.events_lost
+        );
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,927 @@
+//! The `sentry watch` loop (see the module docs of [`super`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::discover::{self, Change, CiScan};
+use super::members::{JobControl, Members, Meter};
+use super::target::{self, CgroupTarget};
+use super::{WatchAction, WatchError, WatchOptions, WatchSummary};
+use crate::act;
+use crate::capture::kernel::{self, AnalysisBudget, Probe};
+use crate::capture::{cgroup, TreeControl};
+use crate::model::{Action, Incident, Sample};
+use crate::store::{NewRun, Recorder, WatchedEnd};
+use crate::supervise::say;
+use crate::supervise::watch::{Escalation, Watch};
+use crate::supervise::StoreChoice;
+
+/// How often the host is scanned for CI jobs (the issue asks for jobs to be followed
+/// within a second of coming and going).
+const DISCOVER_EVERY: Duration = Duration::from_millis(250);
+
+/// How often the cgroups of the watched jobs are looked at again (new sub-cgroups, a job's
+/// processes that moved, a target that was removed).
+const CGROUPS_EVERY: Duration = Duration::from_secs(1);
+
+/// How often the metrics exposition is written for the textfile collector.
+const TEXTFILE_EVERY: Duration = Duration::from_secs(5);
+
+/// How long the ring buffer is waited on between rounds of work.
+const POLL: Duration = Duration::from_millis(20);
+
+/// A watched job.
+struct Job {
+    key: String,
+    name: String,
+    labels: BTreeMap<String, String>,
+    control: Arc<JobControl>,
+    /// The cgroup a cgroup target names (its processes are that cgroup's subtree).
+    cgroup: Option<PathBuf>,
+    /// cgroup ids this job's writes are captured from.
+    tracked: BTreeSet<u64>,
+    watch: Watch,
+    recorder: Option<Recorder>,
+    meter: Meter,
+    analysis: AnalysisBudget,
+    started: Instant,
+    start_ns: u64,
+    last_cpu: (u64, Instant),
+    cpu_peak: f64,
+    mem_peak: Option<u64>,
+    pids_peak: u32,
+    captured: u64,
+    bytes: u64,
+    not_output: u64,
+    shed: u64,
+    lost: u64,
+    incidents: Vec<Incident>,
+    stopped: bool,
+    paused: bool,
+    /// Why its output is not captured, when it is not.
+    uncaptured: Option<String>,
+}
+
+/// What a new job is made of.
+struct JobSpec {
+    key: String,
+    name: String,
+    labels: BTreeMap<String, String>,
+    members: Members,
+    cgroup: Option<PathBuf>,
+    leader: i32,
+    job_key: String,
+    command: Vec<String>,
+}
+
+struct Fleet<'a> {
+    options: &'a WatchOptions,
+    probe: Option<Probe>,
+    store: Option<PathBuf>,
+    root: PathBuf,
+    jobs: HashMap<u32, Job>,
+    next_id: u32,
+    /// Which job a cgroup target's key maps to.
+    by_key: HashMap<String, u32>,
+    /// cgroup id -> refcount of the jobs that capture from it.
+    tracked: HashMap<u64, usize>,
+    /// cgroup id -> the one job every write in it belongs to (cgroup targets).
+    owner: HashMap<u64, u32>,
+    /// Process -> job, for cgroups that jobs share (CI jobs).
+    pid_job: HashMap<i32, u32>,
+    ci: Option<CiScan>,
+    /// cgroups never tracked: the root (the whole host) and sentry's own.
+    never: BTreeSet<u64>,
+    /// Writes in tracked cgroups that belong to no watched job (a runner agent).
+    unattributed: u64,
+    /// Losses counted in cgroups no longer tracked.
+    lost_untracked: u64,
+    summary: WatchSummary,
+    finishing: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Watches until `options.stop` is set or `options.duration` has passed.
+pub fn watch(options: &WatchOptions) -> Result<WatchSummary, WatchError> {
+    if options.cgroups.is_empty()
+        && options.pids.is_empty()
+        && options.units.is_empty()
+        && !options.discover_ci
+    {
+        return Err(WatchError::NoTarget);
+    }
+    let root = target::cgroup2_root()?;
+    let mut targets: Vec<CgroupTarget> = Vec::new();
+    for c in &options.cgroups {
+        targets.push(target::resolve_cgroup(&root, c)?);
+    }
+    for &p in &options.pids {
+        targets.push(target::resolve_pid(&root, p)?);
+    }
+    for u in &options.units {
+        targets.push(target::resolve_unit(&root, u)?);
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        say!(
+            "sentry watch: warning: not running as root: processes of other users are not \
+             seen and output capture needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN"
+        );
+    }
+    let probe = match kernel::check_host().and_then(|()| Probe::load(false)) {
+        Ok(probe) => {
+            kernel::release_freed_memory();
+            Some(probe)
+        }
+        Err(err) => {
+            say!(
+                "sentry watch: output capture is unavailable ({err}); watching CPU, memory, \
+                 processes and I/O only"
+            );
+            None
+        }
+    };
+    let mut never = BTreeSet::new();
+    if let Ok(id) = cgroup::id_of(&root) {
+        never.insert(id);
+    }
+    if let Some(own) = cgroup::cgroup_of_pid(&root, std::process::id() as i32) {
+        if let Ok(id) = cgroup::id_of(&own) {
+            never.insert(id);
+        }
+    }
+    let store = match &options.store {
+        StoreChoice::Off => None,
+        StoreChoice::Path(p) => Some(p.clone()),
+        StoreChoice::Default => match crate::store::default_path() {
+            Ok(p) => Some(p),
+            Err(err) => {
+                say!("sentry watch: not recording: {err}");
+                None
+            }
+        },
+    };
+    let mut fleet = Fleet {
+        options,
+        probe,
+        store,
+        root,
+        jobs: HashMap::new(),
+        next_id: 0,
+        by_key: HashMap::new(),
+        tracked: HashMap::new(),
+        owner: HashMap::new(),
+        pid_job: HashMap::new(),
+        ci: options.discover_ci.then(CiScan::new),
+        never,
+        unattributed: 0,
+        lost_untracked: 0,
+        summary: WatchSummary::default(),
+        finishing: Vec::new(),
+    };
+    if !options.quiet {
+        let what: Vec<String> = targets
+            .iter()
+            .map(|t| format!("{} ({})", t.name, t.path.display()))
+            .chain(
+                options
+                    .discover_ci
+                    .then(|| "CI jobs on this host".to_string()),
+            )
+            .collect();
+        say!(
+            "sentry watch: watching {}; action {}; {}",
+            what.join(", "),
+            match options.action {
+                WatchAction::Alert => "alert (add --action kill or pause to act)",
+                WatchAction::Kill => "kill",
+                WatchAction::Pause => "pause",
+            },
+            if fleet.probe.is_some() {
+                "output captured by eBPF"
+            } else {
+                "output not captured"
+            }
+        );
+    }
+    for t in targets {
+        fleet.start_cgroup_job(t);
+    }
+    fleet.run();
+    Ok(fleet.finish())
+}
+
+impl Fleet<'_> {
+    fn run(&mut self) {
+        let begun = Instant::now();
+        let mut next_discover = Instant::now();
+        let mut next_cgroups = Instant::now() + CGROUPS_EVERY;
+        let mut next_sample = Instant::now() + self.options.sample_interval;
+        let mut next_textfile = Instant::now();
+        loop {
+            if self.options.stop.load(Ordering::SeqCst)
+                || self.options.duration.is_some_and(|d| begun.elapsed() >= d)
+            {
+                break;
+            }
+            match &self.probe {
+                Some(probe) => probe.wait_for_events(POLL),
+                None => std::thread::sleep(POLL),
+            }
+            self.drain();
+            let now = Instant::now();
+            if now >= next_discover {
+                next_discover = now + DISCOVER_EVERY;
+                self.discover();
+            }
+            if now >= next_cgroups {
+                next_cgroups = now + CGROUPS_EVERY;
+                self.refresh_cgroups();
+            }
+            if now >= next_sample {
+                next_sample = now + self.options.sample_interval;
+                self.sample_all();
+            }
+            if self.options.textfile_dir.is_some() && now >= next_textfile {
+                next_textfile = now + TEXTFILE_EVERY;
+                self.write_textfile();
+            }
+        }
+    }
+
+    /// Hands every record in the ring to its job.
+    fn drain(&mut self) {
+        loop {
+            let (cgroup_id, chunk) = {
+                let Some(probe) = self.probe.as_mut() else {
+                    return;
+                };
+                let Some(item) = probe.events.next() else {
+                    return;
+                };
+                (record_cgroup(&item), kernel::decode(&item, 0))
+            };
+            let (Some(cgroup_id), Some((chunk, _))) = (cgroup_id, chunk) else {
+                continue;
+            };
+            let id = match self.owner.get(&cgroup_id) {
+                Some(&id) => Some(id),
+                None => self.pid_job.get(&(chunk.pid as i32)).copied(),
+            };
+            let id = match id {
+                Some(id) => id,
+                None => {
+                    // A process the last scan has not seen: look at it now.
+                    let found = self.ci.as_mut().map(|ci| ci.classify(chunk.pid as i32));
+                    match found {
+                        Some((Some(key), change)) => {
+                            if let Some(Change::Started(job)) = change {
+                                self.start_ci_job(job);
+                            }
+                            match self.by_key.get(&key) {
+                                Some(&id) => {
+                                    self.pid_job.insert(chunk.pid as i32, id);
+                                    id
+                                }
+                                None => {
+                                    self.unattributed += 1;
+                                    continue;
+                                }
+                            }
+                        }
+                        _ => {
+                            self.unattributed += 1;
+                            continue;
+                        }
+                    }
+                }
+            };
+            let Some(job) = self.jobs.get_mut(&id) else {
+                self.unattributed += 1;
+                continue;
+            };
+            let mut chunk = chunk;
+            chunk.at = chunk.at.saturating_sub(Duration::from_nanos(job.start_ns));
+            job.captured += 1;
+            job.bytes += chunk.bytes.len() as u64;
+            if chunk.fd != 1 && chunk.fd != 2 {
+                job.not_output += 1;
+                continue;
+            }
+            if !job.analysis.admit() {
+                job.shed += 1;
+                continue;
+            }
+            job.watch.output(&chunk);
+        }
+    }
+
+    fn discover(&mut self) {
+        let Some(ci) = self.ci.as_mut() else {
+            return;
+        };
+        let changes = ci.scan();
+        for change in changes {
+            match change {
+                Change::Started(job) => self.start_ci_job(job),
+                Change::Ended(key) => {
+                    if let Some(&id) = self.by_key.get(&key) {
+                        self.end_job(id, "exited");
+                    }
+                }
+            }
+        }
+        // Processes -> jobs, and the cgroups each job's processes are in.
+        let Some(ci) = self.ci.as_ref() else {
+            return;
+        };
+        self.pid_job.clear();
+        let mut wanted: Vec<(u32, BTreeSet<u64>)> = Vec::new();
+        for (key, &id) in &self.by_key {
+            if self.jobs.get(&id).is_none_or(|j| j.cgroup.is_some()) {
+                continue;
+            }
+            let mut cgroups = BTreeSet::new();
+            for pid in ci.pids_of(key) {
+                self.pid_job.insert(pid, id);
+                if let Some(path) = cgroup::cgroup_of_pid(&self.root, pid) {
+                    if let Ok(cg) = cgroup::id_of(&path) {
+                        cgroups.insert(cg);
+                    }
+                }
+            }
+            wanted.push((id, cgroups));
+        }
+        for (id, cgroups) in wanted {
+            self.set_tracked(id, cgroups);
+        }
+    }
+
+    /// Looks again at the cgroup targets: new sub-cgroups are tracked, removed targets end.
+    fn refresh_cgroups(&mut self) {
+        let targets: Vec<(u32, PathBuf)> = self
+            .jobs
+            .iter()
+            .filter_map(|(&id, j)| j.cgroup.clone().map(|p| (id, p)))
+            .collect();
+        for (id, path) in targets {
+            if !target::exists(&path) {
+                self.end_job(id, "exited");
+                continue;
+            }
+            let ids: BTreeSet<u64> = cgroup::subtree(&path)
+                .iter()
+                .filter_map(|p| cgroup::id_of(p).ok())
+                .collect();
+            self.set_tracked(id, ids);
+        }
+    }
+
+    /// Makes job `id` capture from exactly `wanted` (minus the cgroups never tracked).
+    fn set_tracked(&mut self, id: u32, wanted: BTreeSet<u64>) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        let exclusive = job.cgroup.is_some();
+        let (skipped, wanted): (BTreeSet<u64>, BTreeSet<u64>) =
+            wanted.into_iter().partition(|cg| self.never.contains(cg));
+        if !skipped.is_empty() && job.uncaptured.is_none() && self.probe.is_some() {
+            let why = "its processes share the root cgroup or sentry's own, and capturing \
+                       there would capture the whole host; CPU, memory and I/O are still \
+                       watched"
+                .to_string();
+            if !self.options.quiet {
+                say!(
+                    "sentry watch: {}: output of some processes is not captured: {why}",
+                    job.name
+                );
+            }
+            job.uncaptured = Some(why);
+        }
+        let old = std::mem::take(&mut job.tracked);
+        let name = job.name.clone();
+        for &cg in old.difference(&wanted) {
+            self.release(cg);
+            if exclusive && self.owner.get(&cg) == Some(&id) {
+                self.owner.remove(&cg);
+            }
+        }
+        let mut kept = BTreeSet::new();
+        for &cg in &wanted {
+            if old.contains(&cg) {
+                kept.insert(cg);
+                continue;
+            }
+            if self.acquire(cg, &name) {
+                kept.insert(cg);
+                if exclusive {
+                    self.owner.entry(cg).or_insert(id);
+                }
+            }
+        }
+        if let Some(job) = self.jobs.get_mut(&id) {
+            job.tracked = kept;
+        }
+    }
+
+    fn acquire(&mut self, cg: u64, job: &str) -> bool {
+        if let Some(n) = self.tracked.get_mut(&cg) {
+            *n += 1;
+            return true;
+        }
+        let Some(probe) = self.probe.as_mut() else {
+            return false;
+        };
+        match probe.track(cg, self.options.capture_budget_per_s) {
+            Ok(()) => {
+                self.tracked.insert(cg, 1);
+                true
+            }
+            Err(err) => {
+                say!("sentry watch: {job}: cannot capture the output of cgroup {cg}: {err}");
+                false
+            }
+        }
+    }
+
+    fn release(&mut self, cg: u64) {
+        let Some(n) = self.tracked.get_mut(&cg) else {
+            return;
+        };
+        *n -= 1;
+        if *n == 0 {
+            self.tracked.remove(&cg);
+            if let Some(probe) = self.probe.as_mut() {
+                self.lost_untracked += probe.counters(cg).ring_full;
+                probe.untrack(cg);
+            }
+        }
+    }
+
+    fn new_job(&mut self, spec: JobSpec) -> u32 {
+        let JobSpec {
+            key,
+            name,
+            labels,
+            members,
+            cgroup,
+            leader,
+            job_key,
+            command,
+        } = spec;
+        let id = self.next_id;
+        self.next_id += 1;
+        let recorder = self.store.as_ref().and_then(|path| {
+            let run = NewRun {
+                kind: "watch".into(),
+                command,
+                control_socket: None,
+                retain_days: Some(self.options.retain_days),
+                labels: labels.clone(),
+                job_key: Some(job_key),
+            };
+            match Recorder::start(path, &run) {
+                Ok(r) => {
+                    r.mode(if self.probe.is_some() {
+                        "kernel"
+                    } else {
+                        "procfs"
+                    });
+                    Some(r)
+                }
+                Err(err) => {
+                    say!("sentry watch: {name}: not recorded: {err}");
+                    None
+                }
+            }
+        });
+        let now = Instant::now();
+        let job = Job {
+            key: key.clone(),
+            name: name.clone(),
+            labels,
+            control: Arc::new(JobControl::new(name.clone(), members, leader)),
+            cgroup,
+            tracked: BTreeSet::new(),
+            watch: Watch::new(self.options.policy.clone()),
+            recorder,
+            meter: Meter::default(),
+            analysis: AnalysisBudget::new(),
+            started: now,
+            start_ns: kernel::monotonic_ns(),
+            last_cpu: (0, now),
+            cpu_peak: 0.0,
+            mem_peak: None,
+            pids_peak: 0,
+            captured: 0,
+            bytes: 0,
+            not_output: 0,
+            shed: 0,
+            lost: 0,
+            incidents: Vec::new(),
+            stopped: false,
+            paused: false,
+            uncaptured: None,
+        };
+        if !self.options.quiet {
+            let run = job
+                .recorder
+                .as_ref()
+                .map_or(String::new(), |r| format!(", run #{}", r.run_id()));
+            say!("sentry watch: job {name} started{run}");
+        }
+        self.jobs.insert(id, job);
+        self.by_key.insert(key, id);
+        self.summary.jobs += 1;
+        id
+    }
+
+    fn start_cgroup_job(&mut self, t: CgroupTarget) {
+        let rel = t
+            .path
+            .strip_prefix(&self.root)
+            .map(|r| format!("/{}", r.display()))
+            .unwrap_or_else(|_| t.path.display().to_string());
+        let key = format!("cgroup:{rel}");
+        if self.by_key.contains_key(&key) {
+            return;
+        }
+        let mut labels = BTreeMap::new();
+        labels.insert("ci".to_string(), "cgroup".to_string());
+        labels.insert("job".to_string(), t.name.clone());
+        labels.insert("cgroup".to_string(), rel.clone());
+        let members = Members::Cgroup(t.path.clone());
+        let leader = members.pids().first().copied().unwrap_or(0);
+        let id = self.new_job(JobSpec {
+            key: key.clone(),
+            name: t.name.clone(),
+            labels,
+            members,
+            cgroup: Some(t.path.clone()),
+            leader,
+            job_key: key,
+            command: vec![format!("cgroup {rel}")],
+        });
+        let ids: BTreeSet<u64> = cgroup::subtree(&t.path)
+            .iter()
+            .filter_map(|p| cgroup::id_of(p).ok())
+            .collect();
+        self.set_tracked(id, ids);
+    }
+
+    fn start_ci_job(&mut self, job: super::ci::CiJob) {
+        let key = discover::key_of(&job);
+        if self.by_key.contains_key(&key) {
+            return;
+        }
+        let marker = match job.ci {
+            "github" => "RUNNER_TRACKING_ID",
+            "gitlab" => "CI_JOB_ID",
+            "buildkite" => "BUILDKITE_JOB_ID",
+            _ => "BUILD_TAG",
+        };
+        let entry = format!("{marker}={}", job.id).into_bytes();
+        let pids = self
+            .ci
+            .as_ref()
+            .map(|ci| ci.pids_of(&key))
+            .unwrap_or_default();
+        let leader = pids.first().copied().unwrap_or(0);
+        let command = leader_command(leader);
+        let mut labels = job.labels.clone();
+        labels.insert("job_id".to_string(), job.id.clone());
+        let name = format!(
+            "{} {}",
+            job.ci,
+            [
+                labels.get("repository"),
+                labels.get("workflow"),
+                labels.get("job"),
+            ]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("/")
+        );
+        let name = if name.trim().len() <= job.ci.len() {
+            format!("{} job {}", job.ci, job.id)
+        } else {
+            name
+        };
+        let id = self.new_job(JobSpec {
+            key,
+            name,
+            labels,
+            members: Members::Env(entry),
+            cgroup: None,
+            leader,
+            job_key: job.job_key(),
+            command,
+        });
+        for pid in pids {
+            self.pid_job.insert(pid, id);
+        }
+    }
+
+    fn sample_all(&mut self) {
+        let ids: Vec<u32> = self.jobs.keys().copied().collect();
+        for id in ids {
+            self.sample_job(id);
+        }
+    }
+
+    fn sample_job(&mut self, id: u32) {
+        let pids = {
+            let Some(job) = self.jobs.get(&id) else {
+                return;
+            };
+            match (&job.cgroup, &self.ci) {
+                (Some(path), _) => cgroup::pids_in_subtree(path),
+                (None, Some(ci)) => ci.pids_of(&job.key),
+                (None, None) => Vec::new(),
+            }
+        };
+        let action = self.options.action;
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        let reading = job.meter.read(&pids);
+        let (cpu_us, mem, pressure) = match &job.cgroup {
+            Some(path) => {
+                let stats = cgroup::stats_at(path);
+                let cpu = if stats.cpu_usage_us > 0 {
+                    stats.cpu_usage_us
+                } else {
+                    reading.cpu_us
+                };
+                (
+                    cpu,
+                    stats.mem_bytes.or(Some(reading.rss_bytes)),
+                    stats.cpu_pressure_some_avg10,
+                )
+            }
+            None => (reading.cpu_us, Some(reading.rss_bytes), None),
+        };
+        let now = Instant::now();
+        let (last_us, last_at) = job.last_cpu;
+        let wall_us = now.duration_since(last_at).as_micros() as f64;
+        // The first reading has no interval behind it (the job ran before sentry looked).
+        let cpu_pct = if last_us == 0 || wall_us <= 0.0 {
+            0.0
+        } else {
+            cpu_us.saturating_sub(last_us) as f64 / wall_us * 100.0
+        };
+        job.last_cpu = (cpu_us, now);
+        job.cpu_peak = job.cpu_peak.max(cpu_pct);
+        if let Some(m) = mem {
+            job.mem_peak = Some(job.mem_peak.map_or(m, |p| p.max(m)));
+        }
+        job.pids_peak = job.pids_peak.max(reading.pids);
+        let sample = Sample {
+            at: job.started.elapsed(),
+            cpu_pct,
+            cpu_usage_us: cpu_us,
+            cpu_pressure_some_avg10: pressure,
+            mem_bytes: mem,
+            pids: reading.pids,
+            io_read_bytes: Some(reading.read_bytes),
+            io_write_bytes: Some(reading.write_bytes),
+            syscalls: None,
+            writes: job.captured,
+            write_bytes: job.bytes,
+        };
+        let lines = job.watch.lines();
+        if let Some(r) = job.recorder.as_mut() {
+            r.sample(&sample, lines);
+        }
+        if job.stopped || reading.pids == 0 {
+            return;
+        }
+        let escalation = job.watch.sample(&sample);
+        if let (Some(r), Some(d)) = (job.recorder.as_mut(), job.watch.last_decision()) {
+            r.decision(d, 1);
+        }
+        let Some(esc) = escalation else {
+            return;
+        };
+        let incident = carry_out(job, &esc, action, self.options.quiet);
+        if let Some(r) = &job.recorder {
+            r.incident(&incident);
+        }
+        job.incidents.push(incident);
+        self.summary.incidents += 1;
+        if job.stopped {
+            self.summary.stopped += 1;
+        }
+    }
+
+    fn end_job(&mut self, id: u32, status: &str) {
+        let Some(mut job) = self.jobs.remove(&id) else {
+            return;
+        };
+        self.by_key.remove(&job.key);
+        self.pid_job.retain(|_, j| *j != id);
+        if let Some(probe) = self.probe.as_ref() {
+            if job.cgroup.is_some() {
+                job.lost = job
+                    .tracked
+                    .iter()
+                    .map(|&cg| probe.counters(cg).ring_full)
+                    .sum();
+            }
+        }
+        for cg in std::mem::take(&mut job.tracked) {
+            if self.owner.get(&cg) == Some(&id) {
+                self.owner.remove(&cg);
+            }
+            self.release(cg);
+        }
+        job.watch.finish();
+        if status == "exited" {
+            job.control.set_ended();
+        }
+        let status = if job.stopped { "stopped" } else { status };
+        let duration = job.started.elapsed().as_secs_f64();
+        let cpu_seconds = job.last_cpu.0 as f64 / 1e6;
+        if !self.options.quiet {
+            say!(
+                "sentry watch: job {} {status} after {duration:.1} s ({} incident(s), CPU peak {:.0}%)",
+                job.name,
+                job.incidents.len(),
+                job.cpu_peak
+            );
+        }
+        let report = serde_json::json!({
+            "kind": "watch",
+            "name": job.name,
+            "labels": job.labels,
+            "status": status,
+            "runaway": !job.incidents.is_empty(),
+            "incidents": job.incidents,
+            "duration_s": duration,
+            "cpu_seconds": cpu_seconds,
+            "cpu_peak_pct": job.cpu_peak,
+            "mem_peak_bytes": job.mem_peak,
+            "pids_peak": job.pids_peak,
+            "events_captured": job.captured,
+            "bytes_captured": job.bytes,
+            "writes_not_output": job.not_output,
+            "chunks_shed": job.shed,
+            "events_lost": job.lost,
+            "output_captured": job.uncaptured.is_none() && self.probe.is_some(),
+            "output_not_captured_because": job.uncaptured,
+        });
+        self.summary.events_lost += job.lost;
+        if let Some(recorder) = job.recorder.take() {
+            let end = WatchedEnd {
+                status: status.to_string(),
+                runaway: !job.incidents.is_empty(),
+                cpu_peak_pct: job.cpu_peak,
+                mem_peak_bytes: job.mem_peak,
+                events_captured: job.captured,
+                events_lost: job.lost,
+                cpu_seconds,
+                report,
+            };
+            let name = job.name.clone();
+            // The store may be slow; the loop must not wait for it.
+            self.finishing.push(std::thread::spawn(move || {
+                if let Err(problem) = recorder.finish_watched(end) {
+                    say!("sentry watch: {name}: {problem}");
+                }
+            }));
+        }
+    }
+
+    fn write_textfile(&mut self) {
+        // Wired to the metrics renderer once it exists (see `sentry watch --textfile-dir`).
+    }
+
+    fn finish(mut self) -> WatchSummary {
+        let ids: Vec<u32> = self.jobs.keys().copied().collect();
+        for id in ids {
+            self.end_job(id, "detached");
+        }
+        if let Some(probe) = self.probe.as_ref() {
+            self.summary.events_lost = self.lost_untracked
+                + self
+                    .tracked
+                    .keys()
+                    .map(|&cg| probe.counters(cg).ring_full)
+                    .sum::<u64>();
+        } else {
+            self.summary.events_lost = self.lost_untracked;
+        }
+        for handle in self.finishing.drain(..) {
+            let _ = handle.join();
+        }
+        if self.unattributed > 0 {
+            tracing::debug!("{} writes belonged to no watched job", self.unattributed);
+        }
+        self.summary.clone()
+    }
+}
+
+/// The command line of `pid`, for the record of a discovered job.
+fn leader_command(pid: i32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| {
+            raw.split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+        })
+        .ok()
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| vec![format!("pid {pid}")])
+}
+
+/// The cgroup id of a ring record (the first field of its header).
+fn record_cgroup(record: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = record.get(..8)?.try_into().ok()?;
+    Some(u64::from_ne_bytes(bytes))
+}
+
+/// Carries out an escalation on a watched job within what `--action` allows.
+fn carry_out(job: &mut Job, esc: &Escalation, allowed: WatchAction, quiet: bool) -> Incident {
+    let at = esc.decision.at.as_secs_f64();
+    let what = crate::redact::redact(&format!(
+        "{}: {} (confidence {:.2})",
+        esc.lead.kind.label(),
+        esc.lead.summary,
+        esc.decision.confidence
+    ))
+    .into_owned();
+    let control: Arc<dyn TreeControl> = job.control.clone();
+    let strong = matches!(esc.action, Action::Kill | Action::Restart | Action::Pause);
+    let (taken, outcome) = match (strong, allowed, esc.action) {
+        (false, _, _) | (true, WatchAction::Alert, _) => {
+            let outcome = if strong {
+                format!(
+                    "alerted; the policy called for {} but sentry watch only alerts unless \
+                     given --action kill or --action pause",
+                    esc.action.as_str()
+                )
+            } else {
+                "alerted; the job was left running".to_string()
+            };
+            say!("sentry watch: {}: alert after {at:.1} s: {what}", job.name);
+            (Action::Alert, outcome)
+        }
+        (true, WatchAction::Pause, _) | (true, WatchAction::Kill, Action::Pause) => {
+            match act::pause(&control) {
+                Ok(()) => {
+                    job.paused = true;
+                    say!(
+                        "sentry watch: {}: paused (SIGSTOP to its processes) after {at:.1} s: {what}",
+                        job.name
+                    );
+                    (Action::Pause, "paused".to_string())
+                }
+                Err(err) => (
+                    Action::Alert,
+                    format!("pause failed ({err}); alerted instead"),
+                ),
+            }
+        }
+        (true, WatchAction::Kill, _) => {
+            say!(
+                "sentry watch: {}: stopping its processes after {at:.1} s: {what}",
+                job.name
+            );
+            act::stop(&control, act::STOP_GRACE);
+            job.stopped = true;
+            (Action::Kill, "stopped".to_string())
+        }
+    };
+    if !quiet {
+        tracing::debug!("{}: {}", job.name, outcome);
+    }
+    esc.incident(taken, outcome, 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cgroup_id_is_read_from_the_record_header() {
+        let header = sentry_common::WriteHeader {
+            cgroup_id: 0xdead_beef_1234,
+            tgid: 7,
+            ..Default::default()
+        };
+        // SAFETY: WriteHeader is plain #[repr(C)] integers.
+        let bytes: &[u8] = unsafe {
+            std::slice::from_raw_parts(
+                (&header as *const sentry_common::WriteHeader).cast(),
+                std::mem::size_of::<sentry_common::WriteHeader>(),
+            )
+        };
+        assert_eq!(record_cgroup(bytes), Some(0xdead_beef_1234));
+        assert_eq!(record_cgroup(&bytes[..4]), None);
+    }
+}

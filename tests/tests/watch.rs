@@ -1,0 +1,342 @@
+//! `sentry watch` against real processes in real cgroups: fake CI jobs (shells carrying
+//! `RUNNER_TRACKING_ID`, started by a "runner" process in a cgroup the test makes) are found
+//! by `--discover ci`, their output is captured by the eBPF probe, a looping one is alerted on
+//! (default) or stopped (`--action kill`) — it and only it — and every job is a `watch` run in
+//! the store with its labels. Needs root (kernel capture, other processes' environments).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use sentry_tests::{process_exists, require_kernel_mode, sentry_bin};
+
+/// The cgroup2 mount (pure v2 or hybrid).
+fn cgroup2_root() -> PathBuf {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo is readable");
+    mountinfo
+        .lines()
+        .find_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            (right.split_whitespace().next()? == "cgroup2")
+                .then(|| PathBuf::from(left.split_whitespace().nth(4).unwrap()))
+        })
+        .expect("a cgroup2 hierarchy is mounted")
+}
+
+/// A cgroup made by the test, removed (after killing what is left) on drop.
+struct TestCgroup(PathBuf);
+
+impl TestCgroup {
+    fn new(name: &str) -> TestCgroup {
+        let path = cgroup2_root().join(format!("sentry-test-{name}-{}", std::process::id()));
+        let _ = fs::create_dir(&path);
+        TestCgroup(path)
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for _ in 0..50 {
+            let procs = fs::read_to_string(self.0.join("cgroup.procs")).unwrap_or_default();
+            if procs.trim().is_empty() {
+                break;
+            }
+            for pid in procs.lines() {
+                let _ = Command::new("kill").args(["-9", pid.trim()]).status();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
+/// A "runner": a shell in `cgroup` that starts each job (a shell with the job's variables)
+/// in the background and waits. Returns it with the pids file of its jobs.
+fn start_runner(cgroup: &Path, jobs: &[(&str, &str, &str)], dir: &Path) -> Child {
+    let mut script = format!("echo $$ > {}/cgroup.procs\n", cgroup.display());
+    for (id, name, body) in jobs {
+        script.push_str(&format!(
+            "env RUNNER_TRACKING_ID={id} GITHUB_REPOSITORY=acme/app GITHUB_WORKFLOW=CI \
+             GITHUB_JOB={name} RUNNER_NAME=runner-1 sh -c '{body}' > /dev/null 2>&1 &\n"
+        ));
+    }
+    script.push_str("wait\n");
+    let path = dir.join("runner.sh");
+    fs::write(&path, script).unwrap();
+    Command::new("sh")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("the runner starts")
+}
+
+const LOOP_JOB: &str =
+    "while true; do echo \"ERROR: connection refused to db:5432, retrying\"; sleep 0.01; done";
+const HEALTHY_JOB: &str =
+    "i=0; while true; do i=$((i+1)); echo \"compiled module $i of 100000\"; sleep 0.2; done";
+
+/// Pids carrying `RUNNER_TRACKING_ID=id`.
+fn job_pids(id: &str) -> Vec<i32> {
+    let entry = format!("RUNNER_TRACKING_ID={id}");
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            process_exists(pid)
+                && fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|&b| b == 0).any(|e| e == entry.as_bytes()))
+        })
+        .collect()
+}
+
+fn start_watch(db: &Path, extra: &[&str]) -> Child {
+    Command::new(sentry_bin())
+        .args(["watch", "--discover", "ci", "--port", "0", "--db"])
+        .arg(db)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sentry watch starts")
+}
+
+fn stop_watch(mut watch: Child) -> String {
+    let _ = Command::new("kill")
+        .args(["-TERM", &watch.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while watch.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "sentry watch did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = watch.wait_with_output().unwrap();
+    assert!(out.status.success(), "sentry watch failed: {out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn incidents_of(db: &Path, job: &str) -> Vec<(String, String)> {
+    let Ok(conn) = Connection::open(db) else {
+        return Vec::new();
+    };
+    let Ok(mut stmt) = conn.prepare(
+        "SELECT i.kind, i.action FROM incidents i JOIN runs r ON r.id = i.run_id \
+         WHERE r.kind = 'watch' AND json_extract(r.labels, '$.job') = ?1",
+    ) else {
+        return Vec::new();
+    };
+    stmt.query_map([job], |r| Ok((r.get(0)?, r.get(1)?)))
+        .and_then(|rows| rows.collect())
+        .unwrap_or_default()
+}
+
+fn run_of(db: &Path, job: &str) -> (String, serde_json::Value) {
+    let conn = Connection::open(db).unwrap();
+    conn.query_row(
+        "SELECT status, labels FROM runs WHERE kind = 'watch' AND json_extract(labels, '$.job') = ?1",
+        [job],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                serde_json::from_str(&r.get::<_, String>(1)?).unwrap(),
+            ))
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_looping_ci_job_is_stopped_and_only_it() {
+    require_kernel_mode!();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sentry.db");
+    let cg = TestCgroup::new("kill");
+    let tag = std::process::id();
+    let (loop_id, ok_id) = (format!("loop_k{tag}"), format!("ok_k{tag}"));
+    let watch = start_watch(&db, &["--action", "kill"]);
+    // Discovery runs before the jobs start: they are followed as they come.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut runner = start_runner(
+        &cg.0,
+        &[
+            (&loop_id, "loop-k", LOOP_JOB),
+            (&ok_id, "healthy-k", HEALTHY_JOB),
+        ],
+        dir.path(),
+    );
+    wait_for("both jobs to start", Duration::from_secs(5), || {
+        !job_pids(&loop_id).is_empty() && !job_pids(&ok_id).is_empty()
+    });
+    wait_for(
+        "the looping job to be stopped",
+        Duration::from_secs(15),
+        || job_pids(&loop_id).is_empty(),
+    );
+    // The healthy job and the runner that launched the jobs are left alone.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!job_pids(&ok_id).is_empty(), "the healthy job was stopped");
+    assert!(
+        runner.try_wait().unwrap().is_none(),
+        "the runner process was stopped"
+    );
+    let stderr = stop_watch(watch);
+    assert_eq!(
+        incidents_of(&db, "loop-k"),
+        [("output_loop".to_string(), "kill".to_string())],
+        "{stderr}"
+    );
+    assert!(incidents_of(&db, "healthy-k").is_empty(), "{stderr}");
+    let (status, labels) = run_of(&db, "loop-k");
+    assert_eq!(status, "stopped");
+    assert_eq!(labels["repository"], "acme/app");
+    assert_eq!(labels["workflow"], "CI");
+    assert_eq!(labels["ci"], "github");
+    assert_eq!(labels["runner"], "runner-1");
+    assert_eq!(labels["job_id"], loop_id.as_str());
+    let (status, _) = run_of(&db, "healthy-k");
+    assert_eq!(status, "detached", "the watch ended while the job ran on");
+    let _ = runner.kill();
+    let _ = runner.wait();
+}
+
+#[test]
+fn without_action_kill_a_looping_job_is_alerted_on_and_left_running() {
+    require_kernel_mode!();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sentry.db");
+    let cg = TestCgroup::new("alert");
+    let tag = std::process::id();
+    let loop_id = format!("loop_a{tag}");
+    let mut runner = start_runner(&cg.0, &[(&loop_id, "loop-a", LOOP_JOB)], dir.path());
+    wait_for("the job to start", Duration::from_secs(5), || {
+        !job_pids(&loop_id).is_empty()
+    });
+    // Started after the job: a job already running is found too.
+    let watch = start_watch(&db, &[]);
+    wait_for("an alert", Duration::from_secs(15), || {
+        !incidents_of(&db, "loop-a").is_empty()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        !job_pids(&loop_id).is_empty(),
+        "an alert must not stop the job"
+    );
+    let stderr = stop_watch(watch);
+    let incidents = incidents_of(&db, "loop-a");
+    assert_eq!(
+        incidents[0],
+        ("output_loop".into(), "alert".into()),
+        "{stderr}"
+    );
+    assert!(stderr.contains("alert after"), "{stderr}");
+    let (status, labels) = run_of(&db, "loop-a");
+    assert_eq!(status, "detached");
+    assert_eq!(labels["job"], "loop-a");
+    assert!(!job_pids(&loop_id).is_empty());
+    let _ = runner.kill();
+    let _ = runner.wait();
+}
+
+#[test]
+fn a_named_cgroup_is_watched_as_one_job_and_its_end_is_recorded() {
+    require_kernel_mode!();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sentry.db");
+    let cg = TestCgroup::new("named");
+    let mut child = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "echo $$ > {}/cgroup.procs; exec sh -c '{LOOP_JOB}' > /dev/null",
+                cg.0.display()
+            ),
+        ])
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the process to enter the cgroup",
+        Duration::from_secs(5),
+        || fs::read_to_string(cg.0.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty()),
+    );
+    let rel =
+        cg.0.strip_prefix(cgroup2_root())
+            .unwrap()
+            .display()
+            .to_string();
+    let watch = Command::new(sentry_bin())
+        .args(["watch", "--cgroup", &rel, "--port", "0", "--db"])
+        .arg(&db)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("an alert", Duration::from_secs(15), || {
+        !incidents_of(&db, &rel).is_empty()
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(cg);
+    // The removed cgroup ends the job.
+    let conn_check = || {
+        Connection::open(&db)
+            .and_then(|c| {
+                c.query_row("SELECT status FROM runs WHERE kind = 'watch'", [], |r| {
+                    r.get::<_, String>(0)
+                })
+            })
+            .is_ok_and(|s| s == "exited")
+    };
+    wait_for(
+        "the job to end with its cgroup",
+        Duration::from_secs(10),
+        conn_check,
+    );
+    let stderr = stop_watch(watch);
+    assert_eq!(incidents_of(&db, &rel)[0].0, "output_loop", "{stderr}");
+}
+
+#[test]
+fn bad_targets_get_a_clear_error() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["watch"], "nothing to watch"),
+        (
+            &["watch", "--cgroup", "no/such/cgroup"],
+            "is not a cgroup v2 directory",
+        ),
+        (
+            &["watch", "--cgroup", "a/../../etc"],
+            "leaves the cgroup v2 hierarchy",
+        ),
+        (&["watch", "--pid", "2147483647"], "no such process"),
+        (
+            &["watch", "--discover", "ci", "--sample-interval", "0"],
+            "at least 0.05",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = Command::new(sentry_bin())
+            .args(*args)
+            .args(["--no-api", "--db", "/nonexistent-dir/x.db"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: want {want:?} in {stderr}");
+    }
+}
