@@ -15,6 +15,7 @@ pub mod decide;
 pub mod detect;
 pub mod fleet;
 pub mod model;
+pub mod notify;
 pub mod redact;
 pub mod report;
 pub mod store;

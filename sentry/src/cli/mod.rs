@@ -10,6 +10,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod doctor;
 pub mod incidents;
+pub mod notify_args;
 pub mod run;
 pub mod watch;
 pub mod workload;
@@ -25,7 +26,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a command under supervision: `sentry run -- CMD [ARGS…]`.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Judge recorded logs: one verdict (runaway or healthy) per file.
     Analyze(analyze::AnalyzeArgs),
     /// Check what this host supports and which mode `sentry run` will use, and why.
@@ -67,7 +68,7 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Analyze(args) => analyze::run(&args),
         Command::Doctor(args) => doctor::run(&args),
         Command::Dashboard(args) => dashboard::run(&args),

@@ -93,6 +93,9 @@ pub struct RunArgs {
     /// Print only incidents and errors: no banner, live status line or summary.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Alert receivers and the events log.
+    #[command(flatten)]
+    pub notify: super::notify_args::NotifyArgs,
     /// Attach the benchmark's no-op probe instead of the capture probe (measures the floor).
     #[arg(long, hide = true)]
     pub bench_floor_probe: bool,
@@ -151,6 +154,7 @@ pub fn run(args: RunArgs) -> ExitCode {
             (false, None) => StoreChoice::Default,
         },
         retain_days: args.retain_days,
+        notify: args.notify.enabled_config(),
     };
     match supervise::run(&options) {
         Ok(outcome) => ExitCode::from(

@@ -31,7 +31,7 @@ pub use query::{
     AuditEntry, AuditQuery, AuditRow, EventRow, IncidentJson, IncidentQuery, IncidentRow, RunQuery,
     RunRow, SampleQuery, SampleRow, StoreMetrics, TimelineQuery,
 };
-pub use recorder::{EventSink, NewRun, Recorder, WatchedEnd};
+pub use recorder::{is_signal, DecisionKeep, EventSink, NewRun, Recorder, WatchedEnd};
 pub use schema::SCHEMA_VERSION;
 
 /// The job key of a local run: its command line, arguments joined by spaces (redacted when

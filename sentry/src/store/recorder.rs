@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use super::query::hostname;
 use super::{invoking_user, unix_now, Store, StoreError};
-use crate::model::{Action, Decision, Incident, Sample};
+use crate::model::{Action, Decision, Finding, Incident, Sample};
 use crate::redact;
 
 /// Queue depth between the supervisor and the writer. Samples are dropped (and counted)
@@ -156,9 +156,46 @@ pub struct Recorder {
     tx: SyncSender<Msg>,
     writer: Option<JoinHandle<WriterEnd>>,
     window: SampleWindow,
-    last_decision: Option<(Action, bool)>,
-    last_decision_at: Option<Instant>,
+    decisions: DecisionKeep,
     dropped: Arc<AtomicU64>,
+}
+
+/// Which decisions are worth keeping (see the module docs): those that change the action or
+/// the presence of a signal, and at most one a second while a signal lasts. Shared with the
+/// events log, so that both keep the same decisions.
+#[derive(Debug, Default)]
+pub struct DecisionKeep {
+    last: Option<(Action, bool)>,
+    last_at: Option<Instant>,
+}
+
+impl DecisionKeep {
+    /// True when `decision` is to be kept.
+    pub fn keep(&mut self, decision: &Decision) -> bool {
+        let signal = decision.findings.iter().any(is_signal);
+        let key = (decision.action, signal);
+        let changed = self.last != Some(key);
+        let due = signal
+            && self
+                .last_at
+                .is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
+        // Nothing to keep from a healthy run's first quiet decisions.
+        let first_quiet = self.last.is_none() && !signal && decision.action == Action::Continue;
+        if !(changed || due) || first_quiet {
+            if first_quiet {
+                self.last = Some(key);
+            }
+            return false;
+        }
+        self.last = Some(key);
+        self.last_at = Some(Instant::now());
+        true
+    }
+}
+
+/// True for a finding that shows a signal worth recording even when nothing is done.
+pub fn is_signal(finding: &Finding) -> bool {
+    finding.score >= SIGNAL_SCORE
 }
 
 struct WriterEnd {
@@ -261,8 +298,7 @@ impl Recorder {
             tx,
             writer: Some(writer),
             window: SampleWindow::default(),
-            last_decision: None,
-            last_decision_at: None,
+            decisions: DecisionKeep::default(),
             dropped: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -341,24 +377,9 @@ impl Recorder {
 
     /// Offers one decision; stored when it changes or shows a signal (see the module docs).
     pub fn decision(&mut self, decision: &Decision, attempt: u32) {
-        let signal = decision.findings.iter().any(|f| f.score >= SIGNAL_SCORE);
-        let key = (decision.action, signal);
-        let changed = self.last_decision != Some(key);
-        let due = signal
-            && self
-                .last_decision_at
-                .is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
-        // Nothing to keep from a healthy run's first quiet decisions.
-        let first_quiet =
-            self.last_decision.is_none() && !signal && decision.action == Action::Continue;
-        if !(changed || due) || first_quiet {
-            if first_quiet {
-                self.last_decision = Some(key);
-            }
+        if !self.decisions.keep(decision) {
             return;
         }
-        self.last_decision = Some(key);
-        self.last_decision_at = Some(Instant::now());
         let mut row = json!({
             "action": decision.action,
             "confidence": round3(decision.confidence),

@@ -102,6 +102,8 @@ pub struct RunOptions {
     pub store: StoreChoice,
     /// Runs that ended longer ago than this are deleted from the store.
     pub retain_days: u32,
+    /// Alert receivers and the events log (`None`: nothing is started).
+    pub notify: Option<crate::notify::NotifyConfig>,
 }
 
 /// Where `sentry run` records the run.
@@ -557,6 +559,22 @@ fn start_recorder(options: &RunOptions) -> Option<(Recorder, PathBuf)> {
     }
 }
 
+/// Starts the run's notifications before anything else, so that a bad receiver URL or an
+/// events log that cannot be written fails the run before the command starts.
+fn start_notifier(options: &RunOptions) -> Result<Option<crate::notify::Notifier>, SuperviseError> {
+    let Some(config) = &options.notify else {
+        return Ok(None);
+    };
+    let store = match &options.store {
+        StoreChoice::Off => None,
+        StoreChoice::Path(path) => Some(path.clone()),
+        StoreChoice::Default => crate::store::default_path().ok(),
+    };
+    crate::notify::Notifier::start(config.clone(), store)
+        .map(Some)
+        .map_err(|err| SuperviseError::Start(err.to_string()))
+}
+
 /// Running figures over every attempt.
 #[derive(Default)]
 struct Tally {
@@ -603,6 +621,7 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
         floor_probe: options.floor_probe,
         deliver_all: options.events.is_some(),
     };
+    let notifier = start_notifier(options)?;
     let mut events = match &options.events {
         Some(path) => {
             Some(
@@ -660,6 +679,13 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
         }
         None => (None, None),
     };
+    let mut notifier = notifier.map(|n| {
+        crate::notify::RunNotifier::new(
+            n,
+            recorder.as_ref().map(Recorder::run_id),
+            &options.command,
+        )
+    });
 
     let started = Instant::now();
     let mut tally = Tally::default();
@@ -759,12 +785,20 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
                     {
                         recorder.decision(decision, attempt);
                     }
+                    if let (Some(notifier), Some(decision)) =
+                        (notifier.as_mut(), watch.last_decision())
+                    {
+                        notifier.decision(decision);
+                    }
                     if let Some(esc) = escalation {
                         let incident = carry_out(
                             &esc, &control, &shared, options, restarts, attempt, &mut fate,
                         );
                         if let Some(recorder) = &recorder {
                             recorder.incident(&incident);
+                        }
+                        if let Some(notifier) = &notifier {
+                            notifier.incident(&incident);
                         }
                         incidents.push(incident);
                     }
@@ -920,6 +954,10 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
     });
     if let Some(problem) = store_problem {
         say!("sentry: {problem}");
+    }
+    if let Some(notifier) = notifier.take() {
+        let status = if stopped { "stopped" } else { "exited" };
+        notifier.ended(status, exit_code, report.runaway);
     }
     if let Some(path) = &options.report {
         report
