@@ -12,6 +12,14 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use sentry_tests::{process_exists, require_kernel_mode, sentry_bin};
 
+/// `--discover ci` sees every CI job on the host, so two tests' watches would see (and act
+/// on) each other's jobs: those tests take turns.
+static DISCOVERY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_discovery_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    DISCOVERY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The cgroup2 mount (pure v2 or hybrid).
 fn cgroup2_root() -> PathBuf {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo is readable");
@@ -162,13 +170,18 @@ fn run_of(db: &Path, job: &str) -> (String, serde_json::Value) {
 
 #[test]
 fn a_looping_ci_job_is_stopped_and_only_it() {
+    let _turn = one_discovery_at_a_time();
     require_kernel_mode!();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("sentry.db");
     let cg = TestCgroup::new("kill");
     let tag = std::process::id();
     let (loop_id, ok_id) = (format!("loop_k{tag}"), format!("ok_k{tag}"));
-    let watch = start_watch(&db, &["--action", "kill"]);
+    let events_log = dir.path().join("events.jsonl");
+    let watch = start_watch(
+        &db,
+        &["--action", "kill", "--events-log", events_log.to_str().unwrap()],
+    );
     // Discovery runs before the jobs start: they are followed as they come.
     std::thread::sleep(Duration::from_millis(500));
     let mut runner = start_runner(
@@ -210,12 +223,28 @@ fn a_looping_ci_job_is_stopped_and_only_it() {
     assert_eq!(labels["job_id"], loop_id.as_str());
     let (status, _) = run_of(&db, "healthy-k");
     assert_eq!(status, "detached", "the watch ended while the job ran on");
+    // The events log carries the incident and the job's end with its labels, for shipping.
+    let lines: Vec<serde_json::Value> = fs::read_to_string(&events_log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of_loop = |t: &str| {
+        lines
+            .iter()
+            .filter(|l| l["type"] == t && l["labels"]["job"] == "loop-k")
+            .count()
+    };
+    assert_eq!(of_loop("incident"), 1, "{lines:?}");
+    assert_eq!(of_loop("run_ended"), 1, "{lines:?}");
+    assert!(lines.iter().all(|l| l["schema"] == "sentry.event/v1"));
     let _ = runner.kill();
     let _ = runner.wait();
 }
 
 #[test]
 fn without_action_kill_a_looping_job_is_alerted_on_and_left_running() {
+    let _turn = one_discovery_at_a_time();
     require_kernel_mode!();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("sentry.db");
@@ -344,6 +373,7 @@ fn bad_targets_get_a_clear_error() {
 
 #[test]
 fn the_dashboard_can_pause_resume_and_stop_a_watched_job() {
+    let _turn = one_discovery_at_a_time();
     use std::io::BufRead;
     require_kernel_mode!();
     let dir = tempfile::tempdir().unwrap();

@@ -54,7 +54,7 @@ pub enum Command {
     Dashboard(dashboard::DashboardArgs),
     /// Supervise work sentry did not start: cgroups, systemd units and the CI jobs on this
     /// host (`sentry watch --discover ci`), alerting by default.
-    Watch(watch::WatchArgs),
+    Watch(Box<watch::WatchArgs>),
     /// The incidents recorded in the evidence store, newest first.
     Incidents(incidents::IncidentsArgs),
     /// A self-contained demonstration: a runaway caught, healthy work left alone, a recovery.
@@ -74,7 +74,7 @@ pub fn main() -> ExitCode {
         Command::Dashboard(args) => dashboard::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Incidents(args) => incidents::run(&args),
-        Command::Watch(args) => watch::run(args),
+        Command::Watch(args) => watch::run(*args),
         Command::Workload(args) => workload::run(&args),
     }
 }

@@ -78,6 +78,9 @@ pub struct WatchArgs {
     /// Only errors and actions on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Alerts and the events log.
+    #[command(flatten)]
+    pub notify: super::notify_args::NotifyArgs,
 }
 
 /// Runs `sentry watch`.
@@ -152,6 +155,7 @@ pub fn run(args: WatchArgs) -> ExitCode {
         duration: args.duration.map(Duration::from_secs_f64),
         stop: Arc::clone(&stop),
         textfile_dir: args.textfile_dir,
+        notify: args.notify.enabled_config(),
     };
     // A server that fails to start (port in use) stops the watch too.
     let watcher_stop = Arc::clone(&stop);

@@ -70,6 +70,8 @@ pub struct WatchOptions {
     pub stop: Arc<AtomicBool>,
     /// Where the metrics exposition is written for node_exporter's textfile collector.
     pub textfile_dir: Option<PathBuf>,
+    /// Alerts (Alertmanager, webhooks, Slack) and the events log, when asked for.
+    pub notify: Option<crate::notify::NotifyConfig>,
 }
 
 /// What a watch session saw, for its final summary.
@@ -94,6 +96,9 @@ pub enum WatchError {
     /// A target cannot be resolved.
     #[error(transparent)]
     Target(#[from] target::TargetError),
+    /// An alert receiver or the events log is unusable.
+    #[error("{0}")]
+    Notify(String),
     /// This platform has no fleet mode.
     #[error("sentry watch needs Linux (cgroups and /proc)")]
     Unsupported,

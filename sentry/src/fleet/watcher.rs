@@ -14,7 +14,8 @@ use crate::act;
 use crate::capture::kernel::{self, AnalysisBudget, Probe};
 use crate::capture::{cgroup, TreeControl};
 use crate::model::{Action, Incident, Sample};
-use crate::store::{EventSink, NewRun, Recorder, WatchedEnd};
+use crate::notify::{JobRef, Notifier, NotifyEvent};
+use crate::store::{DecisionKeep, EventSink, NewRun, Recorder, WatchedEnd};
 use crate::supervise::control::{self, ControlAction, ControlReply, ControlServer};
 use crate::supervise::say;
 use crate::supervise::watch::{Escalation, Watch};
@@ -66,6 +67,10 @@ struct Job {
     _control_server: Option<ControlServer>,
     /// Why its output is not captured, when it is not.
     uncaptured: Option<String>,
+    /// Who the job is in alerts and the events log.
+    notify_ref: JobRef,
+    /// Which decisions are worth logging (the same the store keeps).
+    keep: DecisionKeep,
 }
 
 /// A job's state that its control socket changes too.
@@ -206,6 +211,8 @@ struct Fleet<'a> {
     lost_untracked: u64,
     summary: WatchSummary,
     finishing: Vec<std::thread::JoinHandle<()>>,
+    /// Alert delivery and the events log, when configured.
+    notifier: Option<Notifier>,
 }
 
 /// Watches until `options.stop` is set or `options.duration` has passed.
@@ -235,6 +242,13 @@ pub fn watch(options: &WatchOptions) -> Result<WatchSummary, WatchError> {
              seen and output capture needs CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN"
         );
     }
+    let notifier = match &options.notify {
+        Some(config) => Some(
+            Notifier::start(config.clone(), store_path(options))
+                .map_err(|e| WatchError::Notify(e.to_string()))?,
+        ),
+        None => None,
+    };
     let probe = match kernel::check_host().and_then(|()| Probe::load(false)) {
         Ok(probe) => {
             kernel::release_freed_memory();
@@ -257,17 +271,10 @@ pub fn watch(options: &WatchOptions) -> Result<WatchSummary, WatchError> {
             never.insert(id);
         }
     }
-    let store = match &options.store {
-        StoreChoice::Off => None,
-        StoreChoice::Path(p) => Some(p.clone()),
-        StoreChoice::Default => match crate::store::default_path() {
-            Ok(p) => Some(p),
-            Err(err) => {
-                say!("sentry watch: not recording: {err}");
-                None
-            }
-        },
-    };
+    let store = store_path(options);
+    if store.is_none() && options.store != StoreChoice::Off {
+        say!("sentry watch: not recording: no place for the store (set --db or HOME)");
+    }
     let mut fleet = Fleet {
         options,
         probe,
@@ -285,6 +292,7 @@ pub fn watch(options: &WatchOptions) -> Result<WatchSummary, WatchError> {
         lost_untracked: 0,
         summary: WatchSummary::default(),
         finishing: Vec::new(),
+        notifier,
     };
     if !options.quiet {
         let what: Vec<String> = targets
@@ -582,6 +590,7 @@ impl Fleet<'_> {
             .store
             .as_ref()
             .map(|db| control::job_socket_path(db, std::process::id(), id));
+        let command_for_notify = command.clone();
         let recorder = self.store.as_ref().and_then(|path| {
             let run = NewRun {
                 kind: "watch".into(),
@@ -632,7 +641,14 @@ impl Fleet<'_> {
             }
             _ => None,
         };
+        let notify_ref = JobRef {
+            run_id: recorder.as_ref().map(Recorder::run_id),
+            labels: labels.clone(),
+            command: command_for_notify,
+        };
         let job = Job {
+            notify_ref,
+            keep: DecisionKeep::default(),
             key: key.clone(),
             name: name.clone(),
             labels,
@@ -835,8 +851,25 @@ impl Fleet<'_> {
             return;
         }
         let escalation = job.watch.sample(&sample);
-        if let (Some(r), Some(d)) = (job.recorder.as_mut(), job.watch.last_decision()) {
-            r.decision(d, 1);
+        if let Some(d) = job.watch.last_decision() {
+            if let Some(r) = job.recorder.as_mut() {
+                r.decision(d, 1);
+            }
+            if let Some(n) = self.notifier.as_ref() {
+                if job.keep.keep(d) {
+                    for finding in d.findings.iter().filter(|f| crate::store::is_signal(f)) {
+                        n.send(NotifyEvent::Finding {
+                            job: job.notify_ref.clone(),
+                            finding: finding.clone(),
+                            t_s: finding.at.as_secs_f64(),
+                        });
+                    }
+                    n.send(NotifyEvent::Decision {
+                        job: job.notify_ref.clone(),
+                        decision: d.clone(),
+                    });
+                }
+            }
         }
         let Some(esc) = escalation else {
             return;
@@ -844,6 +877,12 @@ impl Fleet<'_> {
         let incident = carry_out(job, &esc, action, self.options.quiet);
         if let Some(r) = &job.recorder {
             r.incident(&incident);
+        }
+        if let Some(n) = self.notifier.as_ref() {
+            n.send(NotifyEvent::Incident {
+                job: job.notify_ref.clone(),
+                incident: incident.clone(),
+            });
         }
         job.incidents.push(incident);
         self.summary.incidents += 1;
@@ -913,6 +952,14 @@ impl Fleet<'_> {
             "output_not_captured_because": job.uncaptured,
         });
         self.summary.events_lost += job.lost;
+        if let Some(n) = self.notifier.as_ref() {
+            n.send(NotifyEvent::Ended {
+                job: job.notify_ref.clone(),
+                status: status.to_string(),
+                exit_code: None,
+                runaway: !job.incidents.is_empty(),
+            });
+        }
         if let Some(recorder) = job.recorder.take() {
             let end = WatchedEnd {
                 status: status.to_string(),
@@ -956,10 +1003,22 @@ impl Fleet<'_> {
         for handle in self.finishing.drain(..) {
             let _ = handle.join();
         }
+        if let Some(n) = self.notifier.take() {
+            n.finish(crate::notify::RUN_FINISH_WAIT);
+        }
         if self.unattributed > 0 {
             tracing::debug!("{} writes belonged to no watched job", self.unattributed);
         }
         self.summary.clone()
+    }
+}
+
+/// Where jobs are recorded, if anywhere.
+fn store_path(options: &WatchOptions) -> Option<PathBuf> {
+    match &options.store {
+        StoreChoice::Off => None,
+        StoreChoice::Path(p) => Some(p.clone()),
+        StoreChoice::Default => crate::store::default_path().ok(),
     }
 }
 
