@@ -180,7 +180,12 @@ fn a_looping_ci_job_is_stopped_and_only_it() {
     let events_log = dir.path().join("events.jsonl");
     let watch = start_watch(
         &db,
-        &["--action", "kill", "--events-log", events_log.to_str().unwrap()],
+        &[
+            "--action",
+            "kill",
+            "--events-log",
+            events_log.to_str().unwrap(),
+        ],
     );
     // Discovery runs before the jobs start: they are followed as they come.
     std::thread::sleep(Duration::from_millis(500));
@@ -353,6 +358,7 @@ fn bad_targets_get_a_clear_error() {
             "leaves the cgroup v2 hierarchy",
         ),
         (&["watch", "--pid", "2147483647"], "no such process"),
+        (&["watch", "--cgroup", "/"], "every process on this host"),
         (
             &["watch", "--discover", "ci", "--sample-interval", "0"],
             "at least 0.05",

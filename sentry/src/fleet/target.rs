@@ -49,6 +49,20 @@ pub enum TargetError {
         /// Why.
         why: String,
     },
+    /// The target is the root cgroup: the whole host.
+    #[error("{given}: that is the root cgroup, i.e. every process on this host; watch the cgroup of the work itself (e.g. a runner's service or scope)")]
+    WholeHost {
+        /// As given.
+        given: String,
+    },
+    /// sentry itself runs in the target cgroup.
+    #[error("{given}: sentry itself runs in {path}, so it would watch (and could stop) itself; start sentry in another cgroup (e.g. `systemd-run --scope`, or the systemd unit in deploy/)")]
+    Own {
+        /// As given.
+        given: String,
+        /// The cgroup.
+        path: String,
+    },
     /// The unit cannot be resolved.
     #[error("--unit {unit}: {why}")]
     Unit {
@@ -160,6 +174,24 @@ pub fn resolve_unit(root: &Path, unit: &str) -> Result<CgroupTarget, TargetError
     let mut target = resolve_cgroup(root, &cgroup_path).map_err(|e| err(e.to_string()))?;
     target.name = unit.to_string();
     Ok(target)
+}
+
+/// Refuses targets that would take in the whole host or sentry itself.
+pub fn check_scope(root: &Path, target: &CgroupTarget) -> Result<(), TargetError> {
+    if target.path == root {
+        return Err(TargetError::WholeHost {
+            given: target.name.clone(),
+        });
+    }
+    if let Some(own) = cgroup::cgroup_of_pid(root, std::process::id() as i32) {
+        if own.starts_with(&target.path) {
+            return Err(TargetError::Own {
+                given: target.name.clone(),
+                path: own.display().to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Whether `path` still exists as a cgroup.

@@ -235,6 +235,9 @@ pub fn watch(options: &WatchOptions) -> Result<WatchSummary, WatchError> {
     for u in &options.units {
         targets.push(target::resolve_unit(&root, u)?);
     }
+    for t in &targets {
+        target::check_scope(&root, t)?;
+    }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         say!(
