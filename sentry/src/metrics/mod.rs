@@ -5,9 +5,11 @@
 //! dashboard` and `sentry watch`), node_exporter's textfile collector ([`textfile`]) and, per
 //! run, the Pushgateway ([`push`]).
 //!
-//! Labels are bounded: `ci`, `repository`, `workflow`, `job`, `kind`, `action`, `result`,
+//! Labels are bounded: `ci`, `repository`, `workflow`, `ci_job`, `kind`, `action`, `result`,
 //! `state`, `sink`. Run ids, job ids, runners and hosts appear only in `sentry_job_info`,
-//! one series per live run.
+//! one series per live run. The CI job's name is `ci_job`, not `job`: `job` is the label
+//! Prometheus gives every series of a scrape job (it would turn ours into `exported_job`),
+//! and the Pushgateway's grouping key uses the same name ([`push`]).
 //!
 //! Not here: the HTTP server's own request counters (that is `api/metrics.rs`).
 
@@ -96,7 +98,7 @@ fn job_labels(job: &JobLabels) -> [(&'static str, &str); 4] {
         ("ci", &job.ci),
         ("repository", &job.repository),
         ("workflow", &job.workflow),
-        ("job", &job.job),
+        ("ci_job", &job.job),
     ]
 }
 
@@ -509,7 +511,7 @@ mod tests {
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
         let text = render(&sample(), None);
         assert!(
-            text.contains("job=\"test \\\"unit\\\"\"}"),
+            text.contains("ci_job=\"test \\\"unit\\\"\"}"),
             "unescaped job label:\n{text}"
         );
         assert_eq!(value(f64::INFINITY), "+Inf");
@@ -536,7 +538,7 @@ mod tests {
             "ci",
             "repository",
             "workflow",
-            "job",
+            "ci_job",
             "kind",
             "action",
             "result",
@@ -585,10 +587,10 @@ mod tests {
     fn per_job_figures_carry_the_job_labels() {
         let text = render(&sample(), None);
         for line in [
-            "sentry_job_cpu_seconds_total{ci=\"local\",repository=\"\",workflow=\"\",job=\"sh\"} 0",
-            "sentry_job_memory_peak_bytes{ci=\"github\",repository=\"acme/api\",workflow=\"CI\",job=\"test \\\"unit\\\"\"} 1048576",
-            "sentry_job_runs_total{ci=\"github\",repository=\"acme/api\",workflow=\"CI\",job=\"test \\\"unit\\\"\",state=\"running\"} 1",
-            "sentry_job_events_lost_total{ci=\"github\",repository=\"acme/api\",workflow=\"CI\",job=\"test \\\"unit\\\"\"} 1",
+            "sentry_job_cpu_seconds_total{ci=\"local\",repository=\"\",workflow=\"\",ci_job=\"sh\"} 0",
+            "sentry_job_memory_peak_bytes{ci=\"github\",repository=\"acme/api\",workflow=\"CI\",ci_job=\"test \\\"unit\\\"\"} 1048576",
+            "sentry_job_runs_total{ci=\"github\",repository=\"acme/api\",workflow=\"CI\",ci_job=\"test \\\"unit\\\"\",state=\"running\"} 1",
+            "sentry_job_events_lost_total{ci=\"github\",repository=\"acme/api\",workflow=\"CI\",ci_job=\"test \\\"unit\\\"\"} 1",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
         }
