@@ -14,6 +14,7 @@ pub mod cli;
 pub mod decide;
 pub mod detect;
 pub mod fleet;
+pub mod metrics;
 pub mod model;
 pub mod notify;
 pub mod redact;

@@ -666,7 +666,7 @@ fn every_endpoint_serves_a_recorded_runaway() {
     );
     let text = metrics.text();
     for line in [
-        "sentry_runs{status=\"stopped\"} 2",
+        "sentry_runs{kind=\"run\",state=\"stopped\"} 2",
         "# TYPE sentry_incidents_total counter",
         "# TYPE sentry_events_captured_total counter",
         "# TYPE sentry_api_requests_total counter",

@@ -1,8 +1,7 @@
-//! `GET /metrics`: the Prometheus text exposition (format 0.0.4) of what the store holds
-//! (runs by status, incidents by kind and action, decisions by action, captured and lost
-//! events, restarts) and of this server (requests by route template and status, failed
-//! authentications, stream clients). Labels are bounded: route templates, never raw paths or
-//! ids.
+//! `GET /metrics`: the Prometheus text exposition (format 0.0.4) of the store, this process
+//! and any live figures attached to the server (all rendered by [`crate::metrics::render`]),
+//! then of this server (requests by route template and status, failed authentications,
+//! stream clients). Labels are bounded: route templates, never raw paths or ids.
 //!
 //! Request counting is a fixed table of atomics (route × status code), so the layer that
 //! counts takes no lock.
@@ -10,7 +9,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
@@ -20,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::problem::Problem;
 use super::AppState;
-use crate::store::StoreMetrics;
+use crate::metrics::{escape, header, render, LiveMetrics};
 
 /// The exposition format's media type.
 pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -31,8 +30,29 @@ const UNMATCHED: &str = "unmatched";
 /// Status codes 100..=599 get a slot each.
 const CODES: usize = 500;
 
-/// Run states always exported (at 0 when absent), so a dashboard's series do not vanish.
-const RUN_STATES: &[&str] = &["running", "paused", "exited", "stopped", "failed", "lost"];
+/// The live figures a server appends to the store's (set once, e.g. by `sentry watch`).
+#[derive(Default)]
+pub struct LiveSlot(OnceLock<Arc<dyn LiveMetrics>>);
+
+impl LiveSlot {
+    /// Attaches `live`; false when one already was.
+    pub fn set(&self, live: Arc<dyn LiveMetrics>) -> bool {
+        self.0.set(live).is_ok()
+    }
+
+    /// The attached figures, if any.
+    pub fn get(&self) -> Option<&dyn LiveMetrics> {
+        self.0.get().map(|live| &**live)
+    }
+}
+
+impl std::fmt::Debug for LiveSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("LiveSlot")
+            .field(&self.0.get().map(|_| "attached"))
+            .finish()
+    }
+}
 
 /// Counters of this server's requests.
 #[derive(Debug, Default)]
@@ -146,8 +166,7 @@ pub async fn count_requests(State(state): State<AppState>, req: Request, next: N
 )]
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, Problem> {
     let store = state.db().run(|s| s.metrics()).await?;
-    let mut out = String::with_capacity(4096);
-    write_store(&mut out, &store);
+    let mut out = render(&store, state.live_metrics());
     header(
         &mut out,
         "sentry_stream_clients",
@@ -162,91 +181,9 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, Problem>
     Ok(res)
 }
 
-fn write_store(out: &mut String, m: &StoreMetrics) {
-    header(out, "sentry_runs", "gauge", "Runs in the store, by status.");
-    for state in RUN_STATES {
-        if !m.runs_by_status.iter().any(|(s, _)| s == state) {
-            let _ = writeln!(out, "sentry_runs{{status=\"{state}\"}} 0");
-        }
-    }
-    for (status, n) in &m.runs_by_status {
-        let _ = writeln!(out, "sentry_runs{{status=\"{}\"}} {n}", escape(status));
-    }
-    header(
-        out,
-        "sentry_incidents_total",
-        "counter",
-        "Incidents recorded, by finding kind and action taken.",
-    );
-    for (kind, action, n) in &m.incidents_by_kind_action {
-        let _ = writeln!(
-            out,
-            "sentry_incidents_total{{kind=\"{}\",action=\"{}\"}} {n}",
-            escape(kind),
-            escape(action)
-        );
-    }
-    header(
-        out,
-        "sentry_decisions_total",
-        "counter",
-        "Decisions recorded (continue after near misses included), by action.",
-    );
-    for (action, n) in &m.decisions_by_action {
-        let _ = writeln!(
-            out,
-            "sentry_decisions_total{{action=\"{}\"}} {n}",
-            escape(action)
-        );
-    }
-    for (name, help, value) in [
-        (
-            "sentry_events_captured_total",
-            "Output writes captured with their payload, over all runs.",
-            m.events_captured_total,
-        ),
-        (
-            "sentry_events_lost_total",
-            "Output writes the capture could not record, over all runs.",
-            m.events_lost_total,
-        ),
-        (
-            "sentry_restarts_total",
-            "Restarts of supervised commands, over all runs.",
-            m.restarts_total,
-        ),
-    ] {
-        header(out, name, "counter", help);
-        let _ = writeln!(out, "{name} {value}");
-    }
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// Escapes a label value: backslash, double quote and line feed.
-fn escape(value: &str) -> std::borrow::Cow<'_, str> {
-    if !value.contains(['\\', '"', '\n']) {
-        return value.into();
-    }
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-        .into()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(escape("plain"), "plain");
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
-    }
 
     #[test]
     fn requests_are_counted_by_route_template_and_code() {
@@ -271,20 +208,5 @@ mod tests {
                 "missing {line:?} in:\n{out}"
             );
         }
-    }
-
-    #[test]
-    fn every_run_state_is_exported() {
-        let mut out = String::new();
-        write_store(
-            &mut out,
-            &StoreMetrics {
-                runs_by_status: vec![("exited".into(), 3)],
-                ..StoreMetrics::default()
-            },
-        );
-        assert!(out.contains("sentry_runs{status=\"exited\"} 3\n"), "{out}");
-        assert!(out.contains("sentry_runs{status=\"running\"} 0\n"), "{out}");
-        assert_eq!(out.matches("status=\"exited\"").count(), 1, "{out}");
     }
 }

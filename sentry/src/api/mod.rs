@@ -53,7 +53,7 @@ pub mod ui;
 
 use db::Db;
 use key::ApiKey;
-use metrics::RequestMetrics;
+use metrics::{LiveSlot, RequestMetrics};
 use origins::Origins;
 use ratelimit::FailureLimiter;
 
@@ -95,6 +95,7 @@ struct Inner {
     config: ApiConfig,
     limiter: FailureLimiter,
     metrics: RequestMetrics,
+    live: LiveSlot,
     hub: stream::Hub,
     openapi: OnceLock<String>,
     shutdown: watch::Sender<bool>,
@@ -111,6 +112,7 @@ impl AppState {
                 config,
                 limiter: FailureLimiter::default(),
                 metrics: RequestMetrics::default(),
+                live: LiveSlot::default(),
                 hub: stream::Hub::default(),
                 openapi: OnceLock::new(),
                 shutdown: watch::channel(false).0,
@@ -146,6 +148,17 @@ impl AppState {
     /// Request counters.
     pub fn request_metrics(&self) -> &RequestMetrics {
         &self.inner.metrics
+    }
+
+    /// Attaches figures only the serving process knows, appended to `GET /metrics`
+    /// (once; false when some already were).
+    pub fn set_live_metrics(&self, live: Arc<dyn crate::metrics::LiveMetrics>) -> bool {
+        self.inner.live.set(live)
+    }
+
+    /// The figures attached with [`AppState::set_live_metrics`].
+    pub fn live_metrics(&self) -> Option<&dyn crate::metrics::LiveMetrics> {
+        self.inner.live.get()
     }
 
     /// The live event broadcast.

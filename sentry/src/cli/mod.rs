@@ -10,6 +10,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod doctor;
 pub mod incidents;
+pub mod metrics_args;
 pub mod notify_args;
 pub mod run;
 pub mod watch;

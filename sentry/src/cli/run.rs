@@ -99,6 +99,8 @@ pub struct RunArgs {
     /// Attach the benchmark's no-op probe instead of the capture probe (measures the floor).
     #[arg(long, hide = true)]
     pub bench_floor_probe: bool,
+    #[command(flatten)]
+    pub metrics: super::metrics_args::MetricsArgs,
     /// The command to supervise and its arguments.
     #[arg(required = true, last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -137,6 +139,15 @@ pub fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(supervise::EXIT_SENTRY_FAILED);
         }
     };
+    if let Err(err) = args.metrics.check() {
+        eprintln!("sentry: {err}");
+        return ExitCode::from(supervise::EXIT_SENTRY_FAILED);
+    }
+    let store_path = match (args.no_db, &args.db) {
+        (true, _) => None,
+        (false, Some(path)) => Some(path.clone()),
+        (false, None) => crate::store::default_path().ok(),
+    };
     let options = RunOptions {
         policy,
         command: args.command,
@@ -157,9 +168,13 @@ pub fn run(args: RunArgs) -> ExitCode {
         notify: args.notify.enabled_config(),
     };
     match supervise::run(&options) {
-        Ok(outcome) => ExitCode::from(
-            u8::try_from(outcome.report.exit_code).unwrap_or(supervise::EXIT_SENTRY_FAILED),
-        ),
+        Ok(outcome) => {
+            args.metrics
+                .after_run(&outcome.report, store_path.as_deref());
+            ExitCode::from(
+                u8::try_from(outcome.report.exit_code).unwrap_or(supervise::EXIT_SENTRY_FAILED),
+            )
+        }
         Err(err) => {
             eprintln!("sentry: {err}");
             ExitCode::from(err.exit_code())

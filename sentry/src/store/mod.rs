@@ -28,8 +28,9 @@ pub use events::{
 };
 pub use query::{enum_name, hostname};
 pub use query::{
-    AuditEntry, AuditQuery, AuditRow, EventRow, IncidentJson, IncidentQuery, IncidentRow, RunQuery,
-    RunRow, SampleQuery, SampleRow, StoreMetrics, TimelineQuery,
+    AuditEntry, AuditQuery, AuditRow, EventRow, IncidentJson, IncidentQuery, IncidentRow,
+    JobLabels, JobMetrics, LiveRun, RunQuery, RunRow, SampleQuery, SampleRow, StoreMetrics,
+    TimelineQuery,
 };
 pub use recorder::{is_signal, DecisionKeep, EventSink, NewRun, Recorder, WatchedEnd};
 pub use schema::SCHEMA_VERSION;

@@ -2,6 +2,7 @@
 //! records they write. Lists page by key, newest first: `before_id` is the last id of the
 //! previous page, so a page costs one indexed range scan however deep it is.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use rusqlite::types::Value as SqlValue;
@@ -237,8 +238,9 @@ pub struct AuditRow {
 /// Totals for `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StoreMetrics {
-    /// Runs per status.
-    pub runs_by_status: Vec<(String, u64)>,
+    /// Runs per (kind, state); `lost` is a state here (a live-looking run whose sentry is
+    /// gone), taken out of `running`/`paused`.
+    pub runs_by_kind_state: Vec<(String, String, u64)>,
     /// Incidents per (kind, action).
     pub incidents_by_kind_action: Vec<(String, String, u64)>,
     /// Recorded decisions per action.
@@ -249,6 +251,104 @@ pub struct StoreMetrics {
     pub events_lost_total: u64,
     /// Sum of restarts over all runs.
     pub restarts_total: u64,
+    /// Figures per job (runs grouped by their [`JobLabels`]), sorted by labels.
+    pub jobs: Vec<JobMetrics>,
+    /// Runs being supervised now (running or paused, not lost), oldest first.
+    pub live_runs: Vec<LiveRun>,
+    /// Alert deliveries per (sink, result).
+    pub deliveries_by_sink_result: Vec<(String, String, u64)>,
+}
+
+/// The bounded labels a run is grouped by in metrics: its CI job's, or for a run outside CI
+/// `ci = "local"` and `job` = its program's file name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct JobLabels {
+    /// `github`, `gitlab`, `buildkite`, `jenkins`, or `local`.
+    pub ci: String,
+    /// Repository (empty when unknown).
+    pub repository: String,
+    /// Workflow or pipeline (empty when unknown).
+    pub workflow: String,
+    /// Job name, or the program's file name for a local run.
+    pub job: String,
+}
+
+impl JobLabels {
+    /// The labels of a run with stored `labels` and command `program` (its first word).
+    pub fn of(labels: &BTreeMap<String, String>, program: Option<&str>) -> JobLabels {
+        let get = |k: &str| labels.get(k).cloned();
+        JobLabels::from_parts(
+            [get("ci"), get("repository"), get("workflow"), get("job")],
+            program,
+        )
+    }
+
+    /// From the stored `ci`, `repository`, `workflow` and `job` labels, when present.
+    fn from_parts(
+        [ci, repository, workflow, job]: [Option<String>; 4],
+        program: Option<&str>,
+    ) -> JobLabels {
+        match ci {
+            Some(ci) if !ci.is_empty() => JobLabels {
+                ci,
+                repository: repository.unwrap_or_default(),
+                workflow: workflow.unwrap_or_default(),
+                job: job.unwrap_or_default(),
+            },
+            _ => JobLabels {
+                ci: "local".to_string(),
+                repository: String::new(),
+                workflow: String::new(),
+                job: program_name(program.unwrap_or_default()),
+            },
+        }
+    }
+}
+
+/// A program's file name: `/usr/bin/python3` → `python3`.
+fn program_name(program: &str) -> String {
+    let name = program.rsplit('/').next().unwrap_or_default();
+    if name.is_empty() {
+        "unknown".to_string()
+    } else {
+        name.to_string()
+    }
+}
+
+/// One job's figures over every run of it in the store.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct JobMetrics {
+    /// Which job.
+    pub labels: JobLabels,
+    /// Runs per state (`lost` included), sorted.
+    pub runs_by_state: Vec<(String, u64)>,
+    /// CPU time, seconds (live runs count what they used so far).
+    pub cpu_seconds: f64,
+    /// Largest peak resident memory of any run, bytes.
+    pub memory_peak_bytes: Option<u64>,
+    /// Logical output lines.
+    pub output_lines: u64,
+    /// Writes captured with payload.
+    pub events_captured: u64,
+    /// Writes the capture could not record.
+    pub events_lost: u64,
+}
+
+/// A run being supervised now, for the metrics' info series (the only place run ids go).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct LiveRun {
+    /// Store id.
+    pub id: i64,
+    /// `run` or `watch`.
+    pub kind: String,
+    /// Its job.
+    pub labels: JobLabels,
+    /// The CI platform's job id (stored label `job_id`), empty when unknown.
+    pub job_id: String,
+    /// The CI runner's name (stored label `runner`), empty when unknown.
+    pub runner: String,
+    /// Host its sentry runs on.
+    pub host: String,
 }
 
 const RUN_COLUMNS: &str =
@@ -427,6 +527,31 @@ fn page(limit: u32) -> i64 {
     i64::from(limit.clamp(1, 10_000))
 }
 
+/// Moves one run of `kind` from `running` (else `paused`) to `lost`.
+fn move_to_lost(runs: &mut BTreeMap<(String, String), u64>, kind: &str) {
+    for state in ["running", "paused"] {
+        let key = (kind.to_string(), state.to_string());
+        if let Some(n) = runs.get_mut(&key).filter(|n| **n > 0) {
+            *n -= 1;
+            *runs
+                .entry((kind.to_string(), "lost".to_string()))
+                .or_default() += 1;
+            return;
+        }
+    }
+}
+
+/// Moves one run from `running` (else `paused`) to `lost` in a job's per-state counts.
+fn move_state_to_lost(states: &mut BTreeMap<String, u64>) {
+    for state in ["running", "paused"] {
+        if let Some(n) = states.get_mut(state).filter(|n| **n > 0) {
+            *n -= 1;
+            *states.entry("lost".to_string()).or_default() += 1;
+            return;
+        }
+    }
+}
+
 impl Store {
     /// Runs, newest first.
     pub fn runs(&self, q: &RunQuery) -> Result<Vec<RunRow>, StoreError> {
@@ -597,7 +722,9 @@ impl Store {
             .map_err(|e| self.error(e))
     }
 
-    /// Totals for `/metrics`.
+    /// Totals for `/metrics`: a handful of GROUP BY scans (the runs table is bounded by
+    /// retention; incidents, decisions and deliveries are read through their indexes) plus
+    /// the live runs, whose sentry is checked for liveness.
     pub fn metrics(&self) -> Result<StoreMetrics, StoreError> {
         let conn = self.conn();
         let err = |e| self.error(e);
@@ -609,62 +736,142 @@ impl Store {
                 .map_err(err);
             rows
         };
-        let mut runs_by_status =
-            pairs("SELECT status, count(*) FROM runs GROUP BY status ORDER BY 1")?;
-        // `lost` is not a stored status: a live-looking run whose sentry is gone.
-        let lost = {
-            let host = hostname();
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT pid FROM runs WHERE status IN ('running', 'paused') AND host = ?1",
-                )
-                .map_err(err)?;
-            let pids = stmt
-                .query_map([&host], |r| r.get::<_, u32>(0))
-                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-                .map_err(err)?;
-            pids.into_iter().filter(|&pid| !process_alive(pid)).count() as u64
+        let triples = |sql: &str| -> Result<Vec<(String, String, u64)>, StoreError> {
+            let mut stmt = conn.prepare_cached(sql).map_err(err)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .and_then(|rows| rows.collect())
+                .map_err(err);
+            rows
         };
-        if lost > 0 {
-            // Taken from `running` first, then `paused`: which one a lost run was does not matter.
-            let mut left = lost;
-            for (status, n) in runs_by_status.iter_mut() {
-                if status == "running" || status == "paused" {
-                    let take = left.min(*n);
-                    *n -= take;
-                    left -= take;
-                }
-            }
-            runs_by_status.retain(|(_, n)| *n > 0);
-            runs_by_status.push(("lost".to_string(), lost));
-            runs_by_status.sort();
-        }
         let decisions_by_action =
             pairs("SELECT action, count(*) FROM decisions GROUP BY action ORDER BY 1")?;
+        let incidents_by_kind_action = triples(
+            "SELECT kind, action, count(*) FROM incidents GROUP BY kind, action ORDER BY 1, 2",
+        )?;
+        let deliveries_by_sink_result = triples(
+            "SELECT sink, result, count(*) FROM deliveries GROUP BY sink, result ORDER BY 1, 2",
+        )?;
+
+        // Everything about runs in one scan, grouped by job, kind and state. The job is the
+        // label values (one JSON parse per row: a multi-path json_extract gives them as one
+        // array, a third of the cost of four extracts) or, outside CI, the program path, whose
+        // file name is taken below; groups are then merged by the labels they map to.
         let mut stmt = conn
             .prepare_cached(
-                "SELECT kind, action, count(*) FROM incidents GROUP BY kind, action ORDER BY 1, 2",
+                "SELECT json_extract(labels, '$.ci', '$.repository', '$.workflow', '$.job') AS k, \
+                 CASE WHEN json_extract(labels, '$.ci') IS NULL \
+                      THEN json_extract(command, '$[0]') END AS p, \
+                 kind, status, count(*), coalesce(sum(cpu_seconds), 0), max(mem_peak_bytes), \
+                 coalesce(sum(output_lines), 0), sum(events_captured), sum(events_lost), \
+                 sum(restarts) \
+                 FROM runs GROUP BY k, p, kind, status",
             )
             .map_err(err)?;
-        let incidents_by_kind_action = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        let groups = stmt
+            .query_map([], |r| {
+                let parts: [Option<String>; 4] = json_col(r, 0)?;
+                let program: Option<String> = r.get(1)?;
+                Ok((
+                    JobLabels::from_parts(parts, program.as_deref()),
+                    (r.get::<_, String>(2)?, r.get::<_, String>(3)?),
+                    r.get::<_, u64>(4)?,
+                    JobMetrics {
+                        cpu_seconds: r.get(5)?,
+                        memory_peak_bytes: r.get(6)?,
+                        output_lines: r.get(7)?,
+                        events_captured: r.get(8)?,
+                        events_lost: r.get(9)?,
+                        ..JobMetrics::default()
+                    },
+                    r.get::<_, u64>(10)?,
+                ))
+            })
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
             .map_err(err)?;
-        let (events_captured_total, events_lost_total, restarts_total) = conn
-            .query_row(
-                "SELECT coalesce(sum(events_captured), 0), coalesce(sum(events_lost), 0), \
-                 coalesce(sum(restarts), 0) FROM runs",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        let mut runs: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let mut jobs: BTreeMap<JobLabels, (BTreeMap<String, u64>, JobMetrics)> = BTreeMap::new();
+        let (mut events_captured_total, mut events_lost_total, mut restarts_total) = (0, 0, 0);
+        for (labels, (kind, state), n, figures, restarts) in groups {
+            events_captured_total += figures.events_captured;
+            events_lost_total += figures.events_lost;
+            restarts_total += restarts;
+            let (states, job) = jobs.entry(labels).or_default();
+            *states.entry(state.clone()).or_default() += n;
+            *runs.entry((kind, state)).or_default() += n;
+            job.cpu_seconds += figures.cpu_seconds;
+            job.memory_peak_bytes = job.memory_peak_bytes.max(figures.memory_peak_bytes);
+            job.output_lines += figures.output_lines;
+            job.events_captured += figures.events_captured;
+            job.events_lost += figures.events_lost;
+        }
+
+        // Live runs, one by one (few): `lost` is not a stored status but a live-looking run
+        // of this host whose sentry is gone.
+        let host = hostname();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, kind, pid, host, labels, json_extract(command, '$[0]') FROM runs \
+                 WHERE status IN ('running', 'paused') ORDER BY id",
             )
             .map_err(err)?;
+        let live = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, u32>(2)?,
+                    r.get::<_, String>(3)?,
+                    json_col::<BTreeMap<String, String>>(r, 4)?,
+                    r.get::<_, Option<String>>(5)?,
+                ))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(err)?;
+        let mut live_runs = Vec::new();
+        for (id, kind, pid, run_host, labels, program) in live {
+            let job = JobLabels::of(&labels, program.as_deref());
+            if run_host == host && !process_alive(pid) {
+                // Which of running/paused it was does not matter: take from running first.
+                move_to_lost(&mut runs, &kind);
+                if let Some((states, _)) = jobs.get_mut(&job) {
+                    move_state_to_lost(states);
+                }
+                continue;
+            }
+            let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
+            live_runs.push(LiveRun {
+                id,
+                kind,
+                job_id: label("job_id"),
+                runner: label("runner"),
+                labels: job,
+                host: run_host,
+            });
+        }
+        let jobs = jobs
+            .into_iter()
+            .map(|(labels, (states, figures))| JobMetrics {
+                labels,
+                runs_by_state: states.into_iter().filter(|(_, n)| *n > 0).collect(),
+                ..figures
+            })
+            .collect();
+        let runs_by_kind_state = runs
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|((kind, state), n)| (kind, state, n))
+            .collect();
         Ok(StoreMetrics {
-            runs_by_status,
+            runs_by_kind_state,
             incidents_by_kind_action,
             decisions_by_action,
             events_captured_total,
             events_lost_total,
             restarts_total,
+            jobs,
+            live_runs,
+            deliveries_by_sink_result,
         })
     }
 
@@ -733,5 +940,166 @@ impl Store {
             .and_then(|rows| rows.collect())
             .map_err(|e| self.error(e));
         rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn insert(store: &Store, command: &str, labels: &str, status: &str, pid: u32, cpu: f64) {
+        store
+            .conn()
+            .execute(
+                "INSERT INTO runs (command, host, user, pid, started_at, status, labels, \
+                 cpu_seconds, output_lines, mem_peak_bytes, events_captured, events_lost) \
+                 VALUES (?1, ?2, 'u', ?3, 0, ?4, ?5, ?6, 10, ?7, 3, 1)",
+                params![
+                    command,
+                    hostname(),
+                    pid,
+                    status,
+                    labels,
+                    cpu,
+                    (cpu * 1000.0) as i64
+                ],
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn metrics_group_runs_by_job_and_settle_lost_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("sentry.db")).unwrap();
+        let gh = r#"{"ci":"github","repository":"acme/api","workflow":"CI","job":"test","runner":"r7","job_id":"github_1"}"#;
+        let me = std::process::id();
+        // Far beyond pid_max: no such process, so its run is lost.
+        let gone = 99_999_999;
+        insert(&store, r#"["/usr/bin/make","test"]"#, gh, "exited", me, 1.0);
+        insert(&store, r#"["make"]"#, gh, "running", me, 2.0);
+        insert(&store, r#"["/bin/sh","-c","x"]"#, "{}", "stopped", me, 0.5);
+        insert(&store, r#"["sh"]"#, "{}", "running", gone, 0.25);
+        store
+            .conn()
+            .execute_batch(
+                "INSERT INTO deliveries (run_id, at, sink, event, kind, result, attempts) \
+                 VALUES (1, 0, 'slack', 'incident', 'output_loop', 'delivered', 1), \
+                        (1, 0, 'slack', 'incident', 'output_loop', 'failed', 3), \
+                        (2, 0, 'slack', 'incident', 'output_loop', 'failed', 3);",
+            )
+            .unwrap();
+        let m = store.metrics().unwrap();
+        assert_eq!(
+            m.runs_by_kind_state,
+            [
+                ("run".to_string(), "lost".to_string(), 1),
+                ("run".to_string(), "running".to_string(), 1),
+                ("run".to_string(), "stopped".to_string(), 1),
+                ("run".to_string(), "exited".to_string(), 1),
+            ]
+            .into_iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+        );
+        assert_eq!(m.jobs.len(), 2, "{:#?}", m.jobs);
+        let ci = &m.jobs[0];
+        assert_eq!(
+            ci.labels,
+            JobLabels {
+                ci: "github".into(),
+                repository: "acme/api".into(),
+                workflow: "CI".into(),
+                job: "test".into(),
+            }
+        );
+        assert_eq!(ci.cpu_seconds, 3.0);
+        assert_eq!(ci.memory_peak_bytes, Some(2000));
+        assert_eq!(ci.output_lines, 20);
+        assert_eq!(
+            ci.runs_by_state,
+            [("exited".to_string(), 1), ("running".to_string(), 1)]
+        );
+        // Local runs: grouped by the program's file name, whatever its path.
+        let local = &m.jobs[1];
+        assert_eq!(
+            (local.labels.ci.as_str(), local.labels.job.as_str()),
+            ("local", "sh")
+        );
+        assert_eq!(local.cpu_seconds, 0.75);
+        assert_eq!(
+            local.runs_by_state,
+            [("lost".to_string(), 1), ("stopped".to_string(), 1)]
+        );
+        // Only the live CI run is in the info list, with its ids.
+        assert_eq!(m.live_runs.len(), 1, "{:#?}", m.live_runs);
+        assert_eq!(m.live_runs[0].id, 2);
+        assert_eq!(m.live_runs[0].job_id, "github_1");
+        assert_eq!(m.live_runs[0].runner, "r7");
+        assert_eq!(
+            m.deliveries_by_sink_result,
+            [
+                ("slack".to_string(), "delivered".to_string(), 1),
+                ("slack".to_string(), "failed".to_string(), 2),
+            ]
+        );
+        assert_eq!(m.events_captured_total, 12);
+    }
+
+    /// `cargo test -p sentry --release --lib -- --ignored metrics_over_many_runs --nocapture`
+    #[test]
+    #[ignore = "a measurement: run it in release"]
+    fn metrics_over_many_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("sentry.db")).unwrap();
+        let tx = store.conn().unchecked_transaction().unwrap();
+        for i in 0..50_000u32 {
+            let labels = if i % 2 == 1 {
+                format!(
+                    r#"{{"ci":"github","repository":"acme/r{}","workflow":"CI","job":"j{}","runner":"r{}"}}"#,
+                    i % 40,
+                    i % 25,
+                    i % 100
+                )
+            } else {
+                "{}".to_string()
+            };
+            let command = format!(r#"["/usr/bin/p{}","--seed","{i}"]"#, i % 30);
+            insert(&store, &command, &labels, "exited", 1, 1.5);
+        }
+        tx.commit().unwrap();
+        let started = std::time::Instant::now();
+        let m = store.metrics().unwrap();
+        let took = started.elapsed();
+        eprintln!(
+            "metrics() over 50,000 runs: {took:?}, {} jobs",
+            m.jobs.len()
+        );
+        // 100 (repository, job) pairs among the odd runs, 15 programs among the even ones.
+        assert_eq!(m.jobs.len(), 115);
+    }
+
+    #[test]
+    fn the_metrics_queries_use_their_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("sentry.db")).unwrap();
+        for sql in [
+            "SELECT sink, result, count(*) FROM deliveries GROUP BY sink, result",
+            "SELECT kind, action, count(*) FROM incidents GROUP BY kind, action",
+            "SELECT id FROM runs WHERE status IN ('running', 'paused') ORDER BY id",
+        ] {
+            let plan: Vec<String> = store
+                .conn()
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map([], |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter().any(|step| step.contains("INDEX")),
+                "{sql}: {plan:?}"
+            );
+        }
     }
 }
