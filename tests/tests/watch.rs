@@ -261,10 +261,40 @@ fn without_action_kill_a_looping_job_is_alerted_on_and_left_running() {
         !job_pids(&loop_id).is_empty()
     });
     // Started after the job: a job already running is found too.
-    let watch = start_watch(&db, &[]);
+    let textfiles = dir.path().join("textfile");
+    fs::create_dir(&textfiles).unwrap();
+    let watch = start_watch(&db, &["--textfile-dir", textfiles.to_str().unwrap()]);
     wait_for("an alert", Duration::from_secs(15), || {
         !incidents_of(&db, "loop-a").is_empty()
     });
+    // The textfile for node_exporter: the live job's info series and the watcher's own
+    // figures, rewritten every few seconds.
+    let prom = textfiles.join("sentry.prom");
+    wait_for(
+        "the textfile to show the alert",
+        Duration::from_secs(15),
+        || {
+            fs::read_to_string(&prom).is_ok_and(|t| {
+                t.contains("sentry_incidents_total{kind=\"output_loop\",action=\"alert\"} 1")
+            })
+        },
+    );
+    let text = fs::read_to_string(&prom).unwrap();
+    assert!(
+        text.lines().any(|l| l.starts_with("sentry_job_info{")
+            && l.contains("ci_job=\"loop-a\"")
+            && l.contains(&format!("job_id=\"{loop_id}\""))),
+        "{text}"
+    );
+    assert!(text.contains("\nsentry_watch_jobs 1\n"), "{text}");
+    assert!(
+        text.contains("\nsentry_watch_capture_enabled 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nsentry_ring_buffer_lost_total 0\n"),
+        "{text}"
+    );
     std::thread::sleep(Duration::from_secs(1));
     assert!(
         !job_pids(&loop_id).is_empty(),

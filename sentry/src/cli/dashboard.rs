@@ -59,16 +59,24 @@ pub fn run(args: &DashboardArgs) -> ExitCode {
     }
 }
 
+/// What `sentry watch` hands the server it runs: the flag that stops it, and the figures only
+/// the watching process knows.
+type WatchHooks = (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::sync::Arc<dyn crate::metrics::LiveMetrics>,
+);
+
 /// Serves the API and UI on a thread of its own until `stop` is set (the way `sentry watch`
 /// serves its jobs); the thread's result says why serving failed, if it did.
 pub fn serve_in_background(
     args: DashboardArgs,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    live: std::sync::Arc<dyn crate::metrics::LiveMetrics>,
 ) -> std::io::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
     std::thread::Builder::new()
         .name("sentry-api-main".into())
         .spawn(move || {
-            let served = serve_until(&args, Some(std::sync::Arc::clone(&stop)));
+            let served = serve_until(&args, Some((std::sync::Arc::clone(&stop), live)));
             if let Err(err) = &served {
                 eprintln!("sentry watch: the API server stopped: {err:#}");
                 stop.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -82,10 +90,7 @@ fn serve(args: &DashboardArgs) -> anyhow::Result<()> {
 }
 
 /// Serves until SIGINT/SIGTERM, or until `stop` is set when given.
-fn serve_until(
-    args: &DashboardArgs,
-    stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
-) -> anyhow::Result<()> {
+fn serve_until(args: &DashboardArgs, watch: Option<WatchHooks>) -> anyhow::Result<()> {
     if !args.bind.is_loopback() && !args.allow_remote {
         bail!(
             "refusing to listen on {}: it is not a loopback address, so the API would be \
@@ -115,7 +120,7 @@ fn serve_until(
         .thread_name("sentry-api")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(listen(args, db, key, source, stop))
+    runtime.block_on(listen(args, db, key, source, watch))
 }
 
 async fn listen(
@@ -123,7 +128,7 @@ async fn listen(
     db: Db,
     key: ApiKey,
     source: key::KeySource,
-    stop_flag: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    watch: Option<WatchHooks>,
 ) -> anyhow::Result<()> {
     let wanted = SocketAddr::new(args.bind, args.port);
     let listener = match tokio::net::TcpListener::bind(wanted).await {
@@ -157,6 +162,10 @@ async fn listen(
         ..ApiConfig::default()
     };
     let state = AppState::new(db.clone(), key, origins, config);
+    let stop_flag = watch.map(|(stop, live)| {
+        state.set_live_metrics(live);
+        stop
+    });
     let app = api::router(state.clone());
 
     let shown = if addr.ip().is_unspecified() {

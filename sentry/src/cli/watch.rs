@@ -63,6 +63,12 @@ pub struct WatchArgs {
     /// Allow a non-loopback --bind.
     #[arg(long)]
     pub allow_remote: bool,
+    /// Also accept this Host header (repeatable), e.g. the address Prometheus scrapes.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub allow_hosts: Vec<String>,
+    /// Also accept this browser origin (repeatable).
+    #[arg(long = "allow-origin", value_name = "URL")]
+    pub allow_origins: Vec<String>,
     /// Do not serve the API (record to the store only).
     #[arg(long)]
     pub no_api: bool,
@@ -97,6 +103,14 @@ pub fn run(args: WatchArgs) -> ExitCode {
             return fail("--for must be a positive number of seconds".into());
         }
     }
+    if let Some(dir) = &args.textfile_dir {
+        if !dir.is_dir() {
+            return fail(format!(
+                "--textfile-dir {}: no such directory (node_exporter's --collector.textfile.directory must exist)",
+                dir.display()
+            ));
+        }
+    }
     let policy = match &args.policy {
         Some(path) => match Policy::from_toml_file(path) {
             Ok(policy) => policy,
@@ -109,6 +123,7 @@ pub fn run(args: WatchArgs) -> ExitCode {
         None => crate::store::default_path().ok(),
     };
     let stop = Arc::new(AtomicBool::new(false));
+    let live = Arc::new(fleet::FleetLive::default());
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         if let Err(err) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
             return fail(format!("cannot watch for signals: {err}"));
@@ -125,12 +140,12 @@ pub fn run(args: WatchArgs) -> ExitCode {
                 bind: args.bind,
                 allow_remote: args.allow_remote,
                 db: Some(db.clone()),
-                allow_hosts: Vec::new(),
-                allow_origins: Vec::new(),
+                allow_hosts: args.allow_hosts.clone(),
+                allow_origins: args.allow_origins.clone(),
                 open: false,
                 heartbeat: 15.0,
             };
-            match super::dashboard::serve_in_background(dash, Arc::clone(&stop)) {
+            match super::dashboard::serve_in_background(dash, Arc::clone(&stop), live.clone()) {
                 Ok(handle) => Some(handle),
                 Err(err) => return fail(format!("cannot start the API server: {err}")),
             }
@@ -156,6 +171,7 @@ pub fn run(args: WatchArgs) -> ExitCode {
         stop: Arc::clone(&stop),
         textfile_dir: args.textfile_dir,
         notify: args.notify.enabled_config(),
+        live,
     };
     // A server that fails to start (port in use) stops the watch too.
     let watcher_stop = Arc::clone(&stop);

@@ -21,7 +21,7 @@ mod watcher;
 pub use watcher::watch;
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,6 +72,74 @@ pub struct WatchOptions {
     pub textfile_dir: Option<PathBuf>,
     /// Alerts (Alertmanager, webhooks, Slack) and the events log, when asked for.
     pub notify: Option<crate::notify::NotifyConfig>,
+    /// Figures only the watching process knows, for `/metrics` and the textfile.
+    pub live: Arc<FleetLive>,
+}
+
+/// What the watching process knows that the store does not: how many jobs and cgroups it
+/// follows right now, and what its capture lost or could not attribute.
+#[derive(Debug, Default)]
+pub struct FleetLive {
+    /// Jobs watched now.
+    pub jobs: AtomicU64,
+    /// cgroups whose writes the probe captures now.
+    pub tracked_cgroups: AtomicU64,
+    /// Write records the kernel could not put in the ring buffer (it was full).
+    pub ring_lost: AtomicU64,
+    /// Writes in tracked cgroups that belonged to no watched job (a runner agent's own).
+    pub unattributed: AtomicU64,
+    /// Output chunks the detectors skipped (beyond their budget).
+    pub shed: AtomicU64,
+    /// Whether the eBPF capture is running (1) or the watch sees resources only (0).
+    pub capturing: AtomicU64,
+}
+
+impl crate::metrics::LiveMetrics for FleetLive {
+    fn write(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        use std::sync::atomic::Ordering::Relaxed;
+        for (name, kind, help, v) in [
+            (
+                "sentry_watch_jobs",
+                "gauge",
+                "Jobs this sentry watch follows now.",
+                &self.jobs,
+            ),
+            (
+                "sentry_watch_tracked_cgroups",
+                "gauge",
+                "cgroups whose writes the eBPF probe captures now.",
+                &self.tracked_cgroups,
+            ),
+            (
+                "sentry_watch_capture_enabled",
+                "gauge",
+                "1 when output is captured by eBPF, 0 when only resources are watched.",
+                &self.capturing,
+            ),
+            (
+                "sentry_ring_buffer_lost_total",
+                "counter",
+                "Write records lost because the ring buffer was full.",
+                &self.ring_lost,
+            ),
+            (
+                "sentry_writes_unattributed_total",
+                "counter",
+                "Writes in watched cgroups that belonged to no watched job.",
+                &self.unattributed,
+            ),
+            (
+                "sentry_chunks_shed_total",
+                "counter",
+                "Output chunks the detectors skipped beyond their analysis budget.",
+                &self.shed,
+            ),
+        ] {
+            crate::metrics::header(out, name, kind, help);
+            let _ = writeln!(out, "{name} {}", v.load(Relaxed));
+        }
+    }
 }
 
 /// What a watch session saw, for its final summary.

@@ -213,6 +213,10 @@ struct Fleet<'a> {
     finishing: Vec<std::thread::JoinHandle<()>>,
     /// Alert delivery and the events log, when configured.
     notifier: Option<Notifier>,
+    /// Chunks shed by jobs that have ended.
+    shed_ended: u64,
+    /// The last textfile write failed (said once, until one succeeds).
+    textfile_error: bool,
 }
 
 /// Watches until `options.stop` is set or `options.duration` has passed.
@@ -296,6 +300,8 @@ pub fn watch(options: &WatchOptions) -> Result<WatchSummary, WatchError> {
         summary: WatchSummary::default(),
         finishing: Vec::new(),
         notifier,
+        shed_ended: 0,
+        textfile_error: false,
     };
     if !options.quiet {
         let what: Vec<String> = targets
@@ -784,6 +790,29 @@ impl Fleet<'_> {
         for id in ids {
             self.sample_job(id);
         }
+        self.publish();
+    }
+
+    /// Updates the figures `/metrics` reads from this process.
+    fn publish(&self) {
+        let live = &self.options.live;
+        let lost = self.lost_untracked
+            + self.probe.as_ref().map_or(0, |p| {
+                self.tracked
+                    .keys()
+                    .map(|&cg| p.counters(cg).ring_full)
+                    .sum()
+            });
+        let shed: u64 = self.shed_ended + self.jobs.values().map(|j| j.shed).sum::<u64>();
+        live.jobs.store(self.jobs.len() as u64, Ordering::Relaxed);
+        live.tracked_cgroups
+            .store(self.tracked.len() as u64, Ordering::Relaxed);
+        live.ring_lost.store(lost, Ordering::Relaxed);
+        live.unattributed
+            .store(self.unattributed, Ordering::Relaxed);
+        live.shed.store(shed, Ordering::Relaxed);
+        live.capturing
+            .store(u64::from(self.probe.is_some()), Ordering::Relaxed);
     }
 
     fn sample_job(&mut self, id: u32) {
@@ -955,6 +984,7 @@ impl Fleet<'_> {
             "output_not_captured_because": job.uncaptured,
         });
         self.summary.events_lost += job.lost;
+        self.shed_ended += job.shed;
         if let Some(n) = self.notifier.as_ref() {
             n.send(NotifyEvent::Ended {
                 job: job.notify_ref.clone(),
@@ -984,8 +1014,30 @@ impl Fleet<'_> {
         }
     }
 
+    /// Writes the metrics exposition for node_exporter's textfile collector.
     fn write_textfile(&mut self) {
-        // Wired to the metrics renderer once it exists (see `sentry watch --textfile-dir`).
+        let (Some(dir), Some(db)) = (&self.options.textfile_dir, &self.store) else {
+            return;
+        };
+        self.publish();
+        let text = crate::store::Store::open(db)
+            .and_then(|s| s.metrics())
+            .map(|m| crate::metrics::render(&m, Some(self.options.live.as_ref())));
+        let written = match text {
+            Ok(text) => crate::metrics::write_textfile(dir, &text).map_err(|e| e.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        match written {
+            Ok(()) => self.textfile_error = false,
+            Err(err) if !self.textfile_error => {
+                self.textfile_error = true;
+                say!(
+                    "sentry watch: cannot write {}/sentry.prom: {err}",
+                    dir.display()
+                );
+            }
+            Err(_) => {}
+        }
     }
 
     fn finish(mut self) -> WatchSummary {
@@ -993,6 +1045,7 @@ impl Fleet<'_> {
         for id in ids {
             self.end_job(id, "detached");
         }
+        self.publish();
         if let Some(probe) = self.probe.as_ref() {
             self.summary.events_lost = self.lost_untracked
                 + self
@@ -1009,6 +1062,8 @@ impl Fleet<'_> {
         if let Some(n) = self.notifier.take() {
             n.finish(crate::notify::RUN_FINISH_WAIT);
         }
+        // The last figures, with every job's end recorded.
+        self.write_textfile();
         if self.unattributed > 0 {
             tracing::debug!("{} writes belonged to no watched job", self.unattributed);
         }

@@ -34,7 +34,9 @@ pub trait LiveMetrics: Send + Sync {
 const RUN_KINDS: &[&str] = &["run", "watch"];
 
 /// Run states always exported (at 0 when absent), so a dashboard's series do not vanish.
-const RUN_STATES: &[&str] = &["running", "paused", "exited", "stopped", "failed", "lost"];
+const RUN_STATES: &[&str] = &[
+    "running", "paused", "exited", "stopped", "failed", "lost", "detached",
+];
 
 /// The whole exposition of `store` and this process, then `live`'s families.
 pub fn render(store: &StoreMetrics, live: Option<&dyn LiveMetrics>) -> String {
