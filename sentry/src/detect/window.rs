@@ -62,8 +62,17 @@ impl<T> TimeWindow<T> {
     /// "sustained" behaviour is not made on the first few seconds of a run. One sampling
     /// interval of slack is allowed because the oldest entry is evicted exactly at `span`.
     pub fn is_full(&self) -> bool {
-        let slack = self.span / 10;
-        self.entries.len() >= 2 && self.covered() + slack >= self.span
+        let n = self.entries.len();
+        if n < 2 {
+            return false;
+        }
+        // A tenth of the span, or one (mean) sampling interval when that is longer: with
+        // samples every 514 ms, a 3 s window retains at most 2.57 s, and a tenth (0.3 s) of
+        // slack would never call it full.
+        let covered = self.covered();
+        let interval = covered / u32::try_from(n - 1).unwrap_or(u32::MAX);
+        let slack = (self.span / 10).max(interval);
+        covered + slack >= self.span
     }
 
     /// Number of retained entries.
@@ -161,6 +170,29 @@ pub fn slice_minima<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_window_sampled_at_an_interval_that_does_not_divide_it_still_fills() {
+        // 3 s window, samples every 514 ms: at most 2.57 s are ever retained.
+        let mut w = TimeWindow::new(Duration::from_secs(3));
+        let mut full_at = None;
+        for k in 0..20u64 {
+            w.push(Duration::from_millis(389 + 514 * k), ());
+            if w.is_full() && full_at.is_none() {
+                full_at = Some(k);
+            }
+        }
+        assert_eq!(
+            full_at,
+            Some(5),
+            "full once five intervals (2.57 s) are covered"
+        );
+        assert!(w.is_full(), "and stays full");
+        let mut short = TimeWindow::new(Duration::from_secs(3));
+        short.push(Duration::ZERO, ());
+        short.push(Duration::from_millis(500), ());
+        assert!(!short.is_full(), "half a second does not cover three");
+    }
 
     fn s(x: u64) -> Duration {
         Duration::from_secs(x)

@@ -79,6 +79,14 @@ impl CiScan {
             else {
                 continue;
             };
+            // A process seen before that belongs to no job is not read again: most of a
+            // host's processes are that, and a scan must stay a directory listing. (A pid
+            // reused between two scans by a new job's process is found when it writes, or
+            // through its children.)
+            if self.procs.get(&pid).is_some_and(|k| k.job.is_none()) {
+                alive.insert(pid);
+                continue;
+            }
             // An exited process waiting to be reaped (its runner may never reap it) has left
             // its job.
             let Some(st) = procfs::stat(pid).filter(|st| !st.is_zombie()) else {
@@ -130,6 +138,11 @@ impl CiScan {
             .get(key)
             .map(|j| j.pids.iter().copied().collect())
             .unwrap_or_default()
+    }
+
+    /// Whether `pid` is a live process of some job.
+    pub fn is_known(&self, pid: i32) -> bool {
+        self.procs.get(&pid).is_some_and(|k| k.job.is_some())
     }
 
     /// Jobs currently seen.

@@ -202,6 +202,8 @@ struct Fleet<'a> {
     owner: HashMap<u64, u32>,
     /// Process -> job, for cgroups that jobs share (CI jobs).
     pid_job: HashMap<i32, u32>,
+    /// Process -> the id of its cgroup, for the processes of CI jobs.
+    pid_cgroup: HashMap<i32, u64>,
     ci: Option<CiScan>,
     /// cgroups never tracked: the root (the whole host) and sentry's own.
     never: BTreeSet<u64>,
@@ -293,6 +295,7 @@ pub fn watch(options: &WatchOptions) -> Result<WatchSummary, WatchError> {
         tracked: HashMap::new(),
         owner: HashMap::new(),
         pid_job: HashMap::new(),
+        pid_cgroup: HashMap::new(),
         ci: options.discover_ci.then(CiScan::new),
         never,
         unattributed: 0,
@@ -460,6 +463,7 @@ impl Fleet<'_> {
             return;
         };
         self.pid_job.clear();
+        self.pid_cgroup.retain(|pid, _| ci.is_known(*pid));
         let mut wanted: Vec<(u32, BTreeSet<u64>)> = Vec::new();
         for (key, &id) in &self.by_key {
             if self.jobs.get(&id).is_none_or(|j| j.cgroup.is_some()) {
@@ -468,10 +472,15 @@ impl Fleet<'_> {
             let mut cgroups = BTreeSet::new();
             for pid in ci.pids_of(key) {
                 self.pid_job.insert(pid, id);
-                if let Some(path) = cgroup::cgroup_of_pid(&self.root, pid) {
-                    if let Ok(cg) = cgroup::id_of(&path) {
-                        cgroups.insert(cg);
-                    }
+                // A process's cgroup is looked up once (processes rarely move); a moved one is
+                // caught at the next cgroup refresh.
+                let cg = *self.pid_cgroup.entry(pid).or_insert_with(|| {
+                    cgroup::cgroup_of_pid(&self.root, pid)
+                        .and_then(|p| cgroup::id_of(&p).ok())
+                        .unwrap_or(0)
+                });
+                if cg != 0 {
+                    cgroups.insert(cg);
                 }
             }
             wanted.push((id, cgroups));
@@ -482,7 +491,9 @@ impl Fleet<'_> {
     }
 
     /// Looks again at the cgroup targets: new sub-cgroups are tracked, removed targets end.
+    /// The cgroups of CI jobs' processes are looked up afresh at the next discovery.
     fn refresh_cgroups(&mut self) {
+        self.pid_cgroup.clear();
         let targets: Vec<(u32, PathBuf)> = self
             .jobs
             .iter()
