@@ -78,6 +78,10 @@ pub struct WatchArgs {
     /// The evidence store.
     #[arg(long, value_name = "PATH", env = "SENTRY_DB")]
     pub db: Option<PathBuf>,
+    /// Record nothing (no store, so no API either): alerts, the events log and the textfile
+    /// only.
+    #[arg(long, conflicts_with = "db")]
+    pub no_db: bool,
     /// Delete runs that ended more than this many days ago.
     #[arg(long, value_name = "DAYS", default_value_t = crate::store::DEFAULT_RETAIN_DAYS)]
     pub retain_days: u32,
@@ -118,9 +122,10 @@ pub fn run(args: WatchArgs) -> ExitCode {
         },
         None => Policy::default(),
     };
-    let db = match &args.db {
-        Some(p) => Some(p.clone()),
-        None => crate::store::default_path().ok(),
+    let db = match (&args.db, args.no_db) {
+        (_, true) => None,
+        (Some(p), false) => Some(p.clone()),
+        (None, false) => crate::store::default_path().ok(),
     };
     let stop = Arc::new(AtomicBool::new(false));
     let live = Arc::new(fleet::FleetLive::default());
@@ -161,9 +166,10 @@ pub fn run(args: WatchArgs) -> ExitCode {
         policy,
         sample_interval: Duration::from_secs_f64(args.sample_interval),
         capture_budget_per_s: args.capture_budget,
-        store: match db {
-            Some(p) => StoreChoice::Path(p),
-            None => StoreChoice::Default,
+        store: match (db, args.no_db) {
+            (_, true) => StoreChoice::Off,
+            (Some(p), false) => StoreChoice::Path(p),
+            (None, false) => StoreChoice::Default,
         },
         retain_days: args.retain_days,
         quiet: args.quiet,

@@ -92,7 +92,7 @@ impl CiScan {
             let Some(st) = procfs::stat(pid).filter(|st| !st.is_zombie()) else {
                 continue;
             };
-            if let Some(change) = self.observe(pid, st.start_ticks) {
+            if let Some(change) = self.observe(pid, st.start_ticks, st.ppid) {
                 changes.push(change);
             }
             if self.procs.contains_key(&pid) {
@@ -127,7 +127,7 @@ impl CiScan {
     pub fn classify(&mut self, pid: i32) -> (Option<String>, Option<Change>) {
         let change = procfs::stat(pid)
             .filter(|st| !st.is_zombie())
-            .and_then(|st| self.observe(pid, st.start_ticks));
+            .and_then(|st| self.observe(pid, st.start_ticks, st.ppid));
         let key = self.procs.get(&pid).and_then(|k| k.job.clone());
         (key, change)
     }
@@ -150,9 +150,9 @@ impl CiScan {
         self.jobs.len()
     }
 
-    /// Looks at one live pid (started at `start`); a new process is attributed from its
-    /// environment.
-    fn observe(&mut self, pid: i32, start: u64) -> Option<Change> {
+    /// Looks at one live pid (started at `start`, child of `ppid`); a new process is attributed
+    /// to its parent's job, or else from its environment.
+    fn observe(&mut self, pid: i32, start: u64, ppid: i32) -> Option<Change> {
         if self.exclude.contains(&pid) {
             return None;
         }
@@ -162,6 +162,22 @@ impl CiScan {
             }
             // The pid was reused by a new process.
             self.forget(pid);
+        }
+        // A child of a job's process is that job's (whatever it did to its environment), and
+        // is attributed without reading its environment: CI jobs fork hundreds of short-lived
+        // processes a second.
+        if let Some(key) = self.procs.get(&ppid).and_then(|k| k.job.clone()) {
+            if let Some(job) = self.jobs.get_mut(&key) {
+                job.pids.insert(pid);
+                self.procs.insert(
+                    pid,
+                    Known {
+                        start,
+                        job: Some(key),
+                    },
+                );
+                return None;
+            }
         }
         let job = fs::read(format!("/proc/{pid}/environ"))
             .ok()

@@ -158,6 +158,8 @@ pub struct Recorder {
     window: SampleWindow,
     decisions: DecisionKeep,
     dropped: Arc<AtomicU64>,
+    /// Samples are stored at most this often (seconds), whatever the run's age.
+    min_sample_interval: f64,
 }
 
 /// Which decisions are worth keeping (see the module docs): those that change the action or
@@ -300,7 +302,14 @@ impl Recorder {
             window: SampleWindow::default(),
             decisions: DecisionKeep::default(),
             dropped: Arc::new(AtomicU64::new(0)),
+            min_sample_interval: 0.0,
         })
+    }
+
+    /// Stores samples at most every `secs` seconds (each stored row keeps its interval's
+    /// peaks). `sentry watch` records many jobs at once and uses this to bound its writes.
+    pub fn set_min_sample_interval(&mut self, secs: f64) {
+        self.min_sample_interval = secs.max(0.0);
     }
 
     /// The run's id in the store.
@@ -345,7 +354,7 @@ impl Recorder {
         }
         w.pids = w.pids.max(sample.pids);
         let span = t_s - w.start_s;
-        if span < store_interval(t_s) {
+        if span < store_interval(t_s).max(self.min_sample_interval) {
             return;
         }
         let row = json!({
