@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -86,23 +86,28 @@ impl Kind {
         }
     }
 
+    /// The job's program. Output jobs are one Python process each (no fork per line, as a
+    /// build tool or a service prints), so that the bench measures sentry rather than a
+    /// 2-core VM saturated by `sleep` processes.
     fn script(self) -> &'static str {
         match self {
             Kind::Spin => "while :; do :; done",
             Kind::Loop => {
-                "while :; do echo \"ERROR: connection refused (db:5432), retrying in 10ms\"; sleep 0.01; done"
+                "exec /usr/bin/python3 -u -c 'import time\nwhile True:\n    print(\"ERROR: connection refused (db:5432), retrying in 10ms\")\n    time.sleep(0.01)'"
             }
             // 64 MiB more every 0.2 s (written, so resident) up to 2 GiB, then it holds.
             Kind::Balloon => {
-                "exec python3 -c 'import time\nb=[]\nwhile True:\n    if len(b) < 32: b.append(b\"x\" * (64<<20))\n    time.sleep(0.2)'"
+                "exec /usr/bin/python3 -c 'import time\nb=[]\nwhile True:\n    if len(b) < 32: b.append(b\"x\" * (64<<20))\n    time.sleep(0.2)'"
             }
             Kind::Build => {
-                "i=0; while :; do i=$((i+1)); echo \"   Compiling module_$i v0.$((i % 9)).$((i % 17)) (/src/m$i)\"; sleep 0.1; done"
+                "exec /usr/bin/python3 -u -c 'import time\ni=0\nwhile True:\n    i+=1\n    print(f\"   Compiling module_{i} v0.{i % 9}.{i % 17} (/src/m{i})\")\n    time.sleep(0.1)'"
             }
             Kind::Progress => {
-                "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo \"processed $i/100000 records ($((i / 1000))%)\"; sleep 0.05; done"
+                "exec /usr/bin/python3 -u -c 'import time\nfor i in range(1, 100001):\n    print(f\"processed {i}/100000 records ({i // 1000}%)\")\n    time.sleep(0.05)'"
             }
-            Kind::Heartbeat => "while :; do echo \"worker healthy, queue depth $((RANDOM % 40))\"; sleep 1; done",
+            Kind::Heartbeat => {
+                "exec /usr/bin/python3 -u -c 'import time\ni=0\nwhile True:\n    i+=1\n    print(f\"worker healthy, queue depth {i % 40}\")\n    time.sleep(1)'"
+            }
         }
     }
 }
@@ -174,24 +179,24 @@ fn cgroup2_root() -> Result<PathBuf> {
         .context("no cgroup2 hierarchy is mounted")
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 /// Starts the runner: a shell that enters `cgroup` and starts every job in the background.
 fn start_runner(dir: &Path, cgroup: &Path, tag: &str, kinds: &[Kind]) -> Result<Child> {
     let mut script = format!("echo $$ > {}/cgroup.procs\n", cgroup.display());
+    let starts = dir.join(format!("starts-{tag}"));
     for (i, kind) in kinds.iter().enumerate() {
+        // Jobs start 20 ms apart, as a runner host's jobs do not all start in one instant;
+        // each one's start time is written down, since detection is timed from it.
         script.push_str(&format!(
-            "env RUNNER_TRACKING_ID={tag}_{i} GITHUB_REPOSITORY=bench/fleet GITHUB_WORKFLOW=bench \
-             GITHUB_JOB={}-{i} sh -c '{}' > /dev/null 2>&1 &\n",
+            "echo \"{}-{i} $(date +%s.%N)\" >> {}\n\
+             env RUNNER_TRACKING_ID={tag}_{i} GITHUB_REPOSITORY=bench/fleet GITHUB_WORKFLOW=bench \
+             GITHUB_JOB={}-{i} sh -c '{}' > /dev/null 2>&1 &\nsleep 0.02\n",
+            kind.name(),
+            starts.display(),
             kind.name(),
             kind.script().replace('\'', "'\\''")
         ));
     }
-    script.push_str("wait\n");
+    script.push_str("exec sleep 3600\n");
     let path = dir.join(format!("runner-{tag}.sh"));
     fs::write(&path, script)?;
     Command::new("sh")
@@ -290,14 +295,15 @@ fn stop(mut child: Child) -> Result<String> {
 }
 
 /// Per job (by its `job` label): its first incident's time and kind, and its events lost.
-type JobRecords = BTreeMap<String, (Option<(f64, String)>, u64)>;
+type JobRecords = BTreeMap<String, (Option<(f64, String)>, u64, f64)>;
 
 fn read_store(db: &Path) -> Result<JobRecords> {
     let conn = rusqlite::Connection::open(db)?;
     let mut stmt = conn.prepare(
         "SELECT json_extract(r.labels, '$.job'), r.events_lost, \
          (SELECT min(i.at) FROM incidents i WHERE i.run_id = r.id), \
-         (SELECT i.kind FROM incidents i WHERE i.run_id = r.id ORDER BY i.id LIMIT 1) \
+         (SELECT i.kind FROM incidents i WHERE i.run_id = r.id ORDER BY i.id LIMIT 1), \
+         (SELECT avg(s.cpu_pct) FROM samples s WHERE s.run_id = r.id AND s.t_s > 2) \
          FROM runs r WHERE r.kind = 'watch'",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -306,12 +312,13 @@ fn read_store(db: &Path) -> Result<JobRecords> {
             r.get::<_, i64>(1)?,
             r.get::<_, Option<f64>>(2)?,
             r.get::<_, Option<String>>(3)?,
+            r.get::<_, Option<f64>>(4)?,
         ))
     })?;
     let mut out = BTreeMap::new();
     for row in rows {
-        let (job, lost, at, kind) = row?;
-        out.insert(job, (at.zip(kind), lost.max(0) as u64));
+        let (job, lost, at, kind, cpu) = row?;
+        out.insert(job, (at.zip(kind), lost.max(0) as u64, cpu.unwrap_or(0.0)));
     }
     Ok(out)
 }
@@ -341,7 +348,6 @@ pub fn run(root: &Path, args: FleetArgs) -> Result<()> {
     let watch = start_watch(&sentry, &db, &policy)?;
     std::thread::sleep(Duration::from_secs(1));
     let kinds: Vec<Kind> = (0..args.jobs).map(detection_kind).collect();
-    let started_at = unix_now();
     let mut runner = start_runner(dir.path(), &cgroup.0, "d", &kinds)?;
     let cost = measure(watch.id(), 1.0, (args.seconds - 1.0).max(1.0));
     let stderr = stop(watch)?;
@@ -350,6 +356,14 @@ pub fn run(root: &Path, args: FleetArgs) -> Result<()> {
     drop(cgroup);
     let cost = cost?;
     let store = read_store(&db)?;
+    let starts: BTreeMap<String, f64> = fs::read_to_string(dir.path().join("starts-d"))
+        .context("the runner wrote no start times")?
+        .lines()
+        .filter_map(|l| {
+            let (name, t) = l.split_once(' ')?;
+            Some((name.to_string(), t.parse().ok()?))
+        })
+        .collect();
     let ring_lost: u64 = stderr
         .lines()
         .find_map(|l| {
@@ -364,8 +378,8 @@ pub fn run(root: &Path, args: FleetArgs) -> Result<()> {
         kinds.iter().filter(|k| k.runaway()).count(),
         args.seconds
     );
-    println!("| job kind | jobs | detected ≤{MAX_DETECT_S:.0} s | time to detect (min / median / max) | first finding |");
-    println!("|---|---:|---:|---|---|");
+    println!("| job kind | jobs | detected ≤{MAX_DETECT_S:.0} s | time to detect (min / median / max) | first finding | mean CPU % |");
+    println!("|---|---:|---:|---|---|---:|");
     let mut all_ok = true;
     let mut flagged_healthy = Vec::new();
     let mut lost: u64 = ring_lost;
@@ -378,6 +392,7 @@ pub fn run(root: &Path, args: FleetArgs) -> Result<()> {
         Kind::Heartbeat,
     ] {
         let mut times = Vec::new();
+        let mut cpus = Vec::new();
         let mut found = Vec::new();
         let mut n = 0;
         let mut seen = 0;
@@ -387,13 +402,15 @@ pub fn run(root: &Path, args: FleetArgs) -> Result<()> {
             }
             n += 1;
             let name = format!("{}-{i}", kind.name());
-            let Some((incident, l)) = store.get(&name) else {
+            let Some((incident, l, cpu)) = store.get(&name) else {
                 continue;
             };
             seen += 1;
             lost += l;
+            cpus.push(*cpu);
             if let Some((at, what)) = incident {
-                times.push(at - started_at);
+                let started = starts.get(&name).copied().unwrap_or(f64::NAN);
+                times.push(at - started);
                 found.push(what.clone());
                 if !kind.runaway() {
                     flagged_healthy.push(format!("{name} ({what})"));
@@ -421,8 +438,9 @@ pub fn run(root: &Path, args: FleetArgs) -> Result<()> {
                 times[times.len() - 1]
             )
         };
+        let mean_cpu = cpus.iter().sum::<f64>() / cpus.len().max(1) as f64;
         println!(
-            "| {}{} | {n} | {} | {spread} | {} |",
+            "| {}{} | {n} | {} | {spread} | {} | {mean_cpu:.0} |",
             kind.name(),
             if kind.runaway() { " (runaway)" } else { "" },
             if kind.runaway() {
@@ -503,7 +521,7 @@ pub fn run(root: &Path, args: FleetArgs) -> Result<()> {
             let _ = runner.wait();
             drop(cgroup);
             let cost = cost?;
-            let lost: u64 = read_store(&db)?.values().map(|(_, l)| l).sum::<u64>()
+            let lost: u64 = read_store(&db)?.values().map(|(_, l, _)| l).sum::<u64>()
                 + stderr
                     .lines()
                     .find_map(|l| {
