@@ -20,6 +20,10 @@ export const run: RunRow = {
   mem_peak_bytes: null,
   events_captured: 120,
   events_lost: 0,
+  labels: {},
+  cpu_seconds: 3.5,
+  output_lines: 240,
+  job_key: 'cmd:sh -c while true; do echo retrying; done',
 };
 
 export const incident: IncidentRow = {
