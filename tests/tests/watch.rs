@@ -101,8 +101,19 @@ fn job_pids(id: &str) -> Vec<i32> {
         .collect()
 }
 
-fn start_watch(db: &Path, extra: &[&str]) -> Child {
-    Command::new(sentry_bin())
+/// A running `sentry watch`, killed if the test fails before stopping it (a leaked watch with
+/// `--action kill` would act on the next tests' jobs).
+struct Watching(Child);
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_watch(db: &Path, extra: &[&str]) -> Watching {
+    let child = Command::new(sentry_bin())
         .args(["watch", "--discover", "ci", "--port", "0", "--db"])
         .arg(db)
         .args(extra)
@@ -110,24 +121,31 @@ fn start_watch(db: &Path, extra: &[&str]) -> Child {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("sentry watch starts")
+        .expect("sentry watch starts");
+    Watching(child)
 }
 
-fn stop_watch(mut watch: Child) -> String {
+/// Stops a watch with SIGTERM (as systemd does) and returns its stderr; it must exit 0.
+fn stop_watch(mut watch: Watching) -> String {
     let _ = Command::new("kill")
-        .args(["-TERM", &watch.id().to_string()])
+        .args(["-TERM", &watch.0.id().to_string()])
         .status();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while watch.try_wait().unwrap().is_none() {
+    while watch.0.try_wait().unwrap().is_none() {
         assert!(
             Instant::now() < deadline,
             "sentry watch did not stop on SIGTERM"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let out = watch.wait_with_output().unwrap();
-    assert!(out.status.success(), "sentry watch failed: {out:?}");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let mut stderr = String::new();
+    if let Some(mut pipe) = watch.0.stderr.take() {
+        use std::io::Read;
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    let status = watch.0.wait().unwrap();
+    assert!(status.success(), "sentry watch failed ({status}): {stderr}");
+    stderr
 }
 
 fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
@@ -342,14 +360,16 @@ fn a_named_cgroup_is_watched_as_one_job_and_its_end_is_recorded() {
             .unwrap()
             .display()
             .to_string();
-    let watch = Command::new(sentry_bin())
-        .args(["watch", "--cgroup", &rel, "--port", "0", "--db"])
-        .arg(&db)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let watch = Watching(
+        Command::new(sentry_bin())
+            .args(["watch", "--cgroup", &rel, "--port", "0", "--db"])
+            .arg(&db)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     wait_for("an alert", Duration::from_secs(15), || {
         !incidents_of(&db, &rel).is_empty()
     });
@@ -427,7 +447,7 @@ fn the_dashboard_can_pause_resume_and_stop_a_watched_job() {
     let mut runner = start_runner(&cg.0, &[(&id, "ctl", HEALTHY_JOB)], dir.path());
     let mut watch = start_watch(&db, &[]);
     // The port is on the first line that says where the server listens.
-    let stdout = watch.stdout.take().unwrap();
+    let stdout = watch.0.stdout.take().unwrap();
     let port: u16 = std::io::BufReader::new(stdout)
         .lines()
         .map_while(Result::ok)

@@ -8,6 +8,7 @@
 //! touches the server.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -150,6 +151,8 @@ pub struct ControlServer {
     path: PathBuf,
     stop: Arc<AtomicBool>,
     join: Option<JoinHandle<()>>,
+    /// The listening socket, kept to wake the accepting thread when the socket file is gone.
+    waker: Option<UnixListener>,
 }
 
 impl std::fmt::Debug for ControlServer {
@@ -179,6 +182,7 @@ impl ControlServer {
         let listener = UnixListener::bind(path)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         crate::store::give_to_invoking_user(path)?;
+        let waker = listener.try_clone().ok();
         let stop = Arc::new(AtomicBool::new(false));
         let join = {
             let stop = Arc::clone(&stop);
@@ -190,6 +194,7 @@ impl ControlServer {
             path: path.to_path_buf(),
             stop,
             join: Some(join),
+            waker,
         })
     }
 
@@ -202,10 +207,26 @@ impl ControlServer {
 impl Drop for ControlServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wakes the blocking accept so the thread sees `stop`.
+        // Wakes the blocking accept so the thread sees `stop`: a connection, or, when the
+        // socket file was removed under us (its directory deleted), shutting the listening
+        // socket down (Linux wakes accept with an error).
         let _ = UnixStream::connect(&self.path);
+        if let Some(waker) = &self.waker {
+            // SAFETY: shutdown on a socket fd this struct owns (a clone of the listener).
+            unsafe {
+                libc::shutdown(waker.as_raw_fd(), libc::SHUT_RDWR);
+            }
+        }
         if let Some(join) = self.join.take() {
-            let _ = join.join();
+            // Never hang the run's end on it: a thread that could not be woken dies with the
+            // process.
+            let deadline = std::time::Instant::now() + Duration::from_secs(1);
+            while !join.is_finished() && std::time::Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(5));
+            }
+            if join.is_finished() {
+                let _ = join.join();
+            }
         }
         let _ = std::fs::remove_file(&self.path);
     }
@@ -248,6 +269,28 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_whose_socket_file_was_removed_still_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control").join("1.sock");
+        let server = ControlServer::start(&path, |_, _| ControlReply {
+            ok: true,
+            outcome: String::new(),
+            status: "running".into(),
+        })
+        .unwrap();
+        // The store's directory is deleted while the run goes on.
+        drop(dir);
+        assert!(!path.exists());
+        let asked = std::time::Instant::now();
+        drop(server);
+        assert!(
+            asked.elapsed() < Duration::from_secs(3),
+            "dropping the server hung for {:?}",
+            asked.elapsed()
+        );
+    }
 
     #[test]
     fn a_request_reaches_the_handler_and_its_reply_comes_back() {
