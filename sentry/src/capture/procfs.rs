@@ -200,20 +200,17 @@ pub fn children(pid: i32) -> Vec<i32> {
     kids
 }
 
+/// The pid of every process in `/proc` now.
+pub fn pids() -> io::Result<impl Iterator<Item = i32>> {
+    Ok(fs::read_dir("/proc")?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok())))
+}
+
 /// Every process's children, from one scan of `/proc`.
 fn parent_map() -> HashMap<i32, Vec<i32>> {
     let mut map: HashMap<i32, Vec<i32>> = HashMap::new();
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return map;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
+    for pid in pids().into_iter().flatten() {
         if let Some(stat) = stat(pid) {
             map.entry(stat.ppid).or_default().push(pid);
         }

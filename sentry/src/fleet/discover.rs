@@ -67,18 +67,12 @@ impl CiScan {
     /// started and ended.
     pub fn scan(&mut self) -> Vec<Change> {
         let mut changes = Vec::new();
-        let Ok(entries) = fs::read_dir("/proc") else {
+        // An unreadable /proc says nothing about the jobs: no change.
+        let Ok(pids) = procfs::pids() else {
             return changes;
         };
         let mut alive: BTreeSet<i32> = BTreeSet::new();
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<i32>().ok())
-            else {
-                continue;
-            };
+        for pid in pids {
             // A process seen before that belongs to no job is not read again: most of a
             // host's processes are that, and a scan must stay a directory listing. (A pid
             // reused between two scans by a new job's process is found when it writes, or
@@ -217,12 +211,9 @@ impl CiScan {
 /// a fresh look at `/proc`, for acting on a job (the scan's view may be a second old).
 pub fn pids_carrying(entry: &[u8]) -> Vec<i32> {
     let me = std::process::id() as i32;
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
+    procfs::pids()
+        .into_iter()
         .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
         .filter(|&pid| pid != me && pid > 1 && procfs::environ_contains(pid, entry))
         .collect()
 }

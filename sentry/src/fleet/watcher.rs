@@ -822,16 +822,21 @@ impl Fleet<'_> {
         self.publish();
     }
 
-    /// Updates the figures `/metrics` reads from this process.
-    fn publish(&self) {
-        let live = &self.options.live;
-        let lost = self.lost_untracked
+    /// Write records lost to a full ring buffer so far, in every cgroup ever tracked.
+    fn ring_lost(&self) -> u64 {
+        self.lost_untracked
             + self.probe.as_ref().map_or(0, |p| {
                 self.tracked
                     .keys()
                     .map(|&cg| p.counters(cg).ring_full)
                     .sum()
-            });
+            })
+    }
+
+    /// Updates the figures `/metrics` reads from this process.
+    fn publish(&self) {
+        let live = &self.options.live;
+        let lost = self.ring_lost();
         let shed: u64 = self.shed_ended + self.jobs.values().map(|j| j.shed).sum::<u64>();
         live.jobs.store(self.jobs.len() as u64, Ordering::Relaxed);
         live.tracked_cgroups
@@ -935,7 +940,7 @@ impl Fleet<'_> {
         let Some(esc) = escalation else {
             return;
         };
-        let incident = carry_out(job, &esc, action, self.options.quiet);
+        let incident = carry_out(job, &esc, action);
         if let Some(r) = &job.recorder {
             r.incident(&incident);
         }
@@ -1075,16 +1080,7 @@ impl Fleet<'_> {
             self.end_job(id, "detached");
         }
         self.publish();
-        if let Some(probe) = self.probe.as_ref() {
-            self.summary.events_lost = self.lost_untracked
-                + self
-                    .tracked
-                    .keys()
-                    .map(|&cg| probe.counters(cg).ring_full)
-                    .sum::<u64>();
-        } else {
-            self.summary.events_lost = self.lost_untracked;
-        }
+        self.summary.events_lost = self.ring_lost();
         for handle in self.finishing.drain(..) {
             let _ = handle.join();
         }
@@ -1130,15 +1126,9 @@ fn record_cgroup(record: &[u8]) -> Option<u64> {
 }
 
 /// Carries out an escalation on a watched job within what `--action` allows.
-fn carry_out(job: &mut Job, esc: &Escalation, allowed: WatchAction, quiet: bool) -> Incident {
+fn carry_out(job: &mut Job, esc: &Escalation, allowed: WatchAction) -> Incident {
     let at = esc.decision.at.as_secs_f64();
-    let what = crate::redact::redact(&format!(
-        "{}: {} (confidence {:.2})",
-        esc.lead.kind.label(),
-        esc.lead.summary,
-        esc.decision.confidence
-    ))
-    .into_owned();
+    let what = esc.headline();
     let control: Arc<dyn TreeControl> = job.control.clone();
     let strong = matches!(esc.action, Action::Kill | Action::Restart | Action::Pause);
     let (taken, outcome) = match (strong, allowed, esc.action) {
@@ -1181,9 +1171,6 @@ fn carry_out(job: &mut Job, esc: &Escalation, allowed: WatchAction, quiet: bool)
             (Action::Kill, "stopped".to_string())
         }
     };
-    if !quiet {
-        tracing::debug!("{}: {}", job.name, outcome);
-    }
     esc.incident(taken, outcome, 1)
 }
 

@@ -1004,13 +1004,7 @@ fn carry_out(
     fate: &mut AttemptFate,
 ) -> Incident {
     let at = esc.decision.at.as_secs_f64();
-    let what = crate::redact::redact(&format!(
-        "{}: {} (confidence {:.2})",
-        esc.lead.kind.label(),
-        esc.lead.summary,
-        esc.decision.confidence
-    ))
-    .into_owned();
+    let what = esc.headline();
     let (taken, outcome) = match esc.action {
         Action::Continue | Action::Alert => {
             say!("sentry: alert after {at:.1} s: {what}");

@@ -23,6 +23,18 @@ pub struct Escalation {
 }
 
 impl Escalation {
+    /// One line saying what was found, with what confidence, secrets redacted: what
+    /// `sentry run` and `sentry watch` print when they alert or act.
+    pub fn headline(&self) -> String {
+        crate::redact::redact(&format!(
+            "{}: {} (confidence {:.2})",
+            self.lead.kind.label(),
+            self.lead.summary,
+            self.decision.confidence
+        ))
+        .into_owned()
+    }
+
     /// The incident recording this escalation, with what was done about it.
     /// Secrets in the evidence are redacted here, before the incident is printed, reported,
     /// stored or streamed.
