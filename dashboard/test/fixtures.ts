@@ -48,6 +48,7 @@ export const incident: IncidentRow = {
     first_line: 4,
     last_line: 65,
   },
+  shadow: false,
 };
 
 export function decision(id: number, at: number, action: 'continue' | 'pause' = 'pause'): EventRow {

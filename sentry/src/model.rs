@@ -67,6 +67,10 @@ pub enum FindingKind {
     Stall,
     /// The process count growing fast.
     ForkStorm,
+    /// No output and no CPU or I/O progress for the user's `--no-output-timeout`.
+    NoOutput,
+    /// Running far past this job's learned baseline (its usual duration or CPU).
+    Regression,
 }
 
 impl FindingKind {
@@ -78,6 +82,8 @@ impl FindingKind {
             FindingKind::MemoryGrowth => "memory growth",
             FindingKind::Stall => "stall",
             FindingKind::ForkStorm => "fork storm",
+            FindingKind::NoOutput => "no-output timeout",
+            FindingKind::Regression => "regression",
         }
     }
 }
@@ -213,6 +219,10 @@ pub struct Incident {
     pub reasons: Vec<String>,
     /// The leading finding's evidence.
     pub evidence: Evidence,
+    /// True when sentry ran in shadow mode: `action` is what enforcement would have done,
+    /// and nothing touched the command.
+    #[serde(default)]
+    pub shadow: bool,
 }
 
 fn first_attempt() -> u32 {

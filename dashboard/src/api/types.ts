@@ -38,7 +38,7 @@ export type ControlAction = 'kill' | 'pause' | 'resume' | 'restart';
 // until it is listed.
 type Exhaustive<T, L extends readonly T[]> = [Exclude<T, L[number]>] extends [never] ? L : never;
 
-const findingKinds = ['output_loop', 'cpu_burn', 'memory_growth', 'stall', 'fork_storm'] as const;
+const findingKinds = ['output_loop', 'cpu_burn', 'memory_growth', 'stall', 'fork_storm', 'no_output', 'regression'] as const;
 export const FINDING_KINDS: Exhaustive<FindingKind, typeof findingKinds> = findingKinds;
 
 const actions = ['continue', 'alert', 'pause', 'kill', 'restart'] as const;
@@ -50,4 +50,6 @@ export const KIND_LABELS: Record<FindingKind, string> = {
   memory_growth: 'memory growth',
   stall: 'stall',
   fork_storm: 'fork storm',
+  no_output: 'no-output timeout',
+  regression: 'regression',
 };

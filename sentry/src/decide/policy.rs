@@ -97,6 +97,10 @@ pub struct KindCaps {
     pub stall: f64,
     /// Fork storm.
     pub fork_storm: f64,
+    /// No-output timeout: the user asked for it, so it reaches high (stopped by default).
+    pub no_output: f64,
+    /// Regression against the job's baseline: a slow day looks the same, so alert at most.
+    pub regression: f64,
 }
 
 impl Default for KindCaps {
@@ -107,6 +111,8 @@ impl Default for KindCaps {
             memory_growth: 0.75,
             stall: 0.6,
             fork_storm: 0.8,
+            no_output: 1.0,
+            regression: 0.6,
         }
     }
 }
@@ -120,6 +126,8 @@ impl KindCaps {
             FindingKind::MemoryGrowth => self.memory_growth,
             FindingKind::Stall => self.stall,
             FindingKind::ForkStorm => self.fork_storm,
+            FindingKind::NoOutput => self.no_output,
+            FindingKind::Regression => self.regression,
         }
     }
 }
@@ -182,6 +190,10 @@ pub struct ActionPolicy {
     pub stall: LevelActions,
     /// Overrides when a fork storm leads.
     pub fork_storm: LevelActions,
+    /// Overrides when the no-output timeout leads.
+    pub no_output: LevelActions,
+    /// Overrides when a regression against the baseline leads.
+    pub regression: LevelActions,
 }
 
 impl Default for ActionPolicy {
@@ -196,6 +208,8 @@ impl Default for ActionPolicy {
             memory_growth: LevelActions::default(),
             stall: LevelActions::default(),
             fork_storm: LevelActions::default(),
+            no_output: LevelActions::default(),
+            regression: LevelActions::default(),
         }
     }
 }
@@ -241,6 +255,8 @@ impl ActionPolicy {
             FindingKind::MemoryGrowth => &self.memory_growth,
             FindingKind::Stall => &self.stall,
             FindingKind::ForkStorm => &self.fork_storm,
+            FindingKind::NoOutput => &self.no_output,
+            FindingKind::Regression => &self.regression,
         });
         match level {
             Level::None => Action::Continue,

@@ -716,6 +716,7 @@ mod tests {
                 threshold: 90.0,
                 window_s: 30.0,
             }),
+            shadow: false,
         }
     }
 

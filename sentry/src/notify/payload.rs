@@ -397,6 +397,7 @@ mod tests {
                 first_line: 1,
                 last_line: 57,
             }),
+            shadow: false,
         }
     }
 

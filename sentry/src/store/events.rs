@@ -239,6 +239,7 @@ mod tests {
             attempt: 1,
             reasons: vec!["output loop".into()],
             evidence: evidence(),
+            shadow: false,
         });
         let sink = rec.sink();
         sink.status("paused");

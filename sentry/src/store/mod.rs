@@ -581,6 +581,7 @@ mod tests {
                 first_line: 3,
                 last_line: 20,
             }),
+            shadow: false,
         });
         recorder.fail(0, "test").unwrap();
         let store = Store::open(&path).unwrap();

@@ -160,6 +160,8 @@ pub struct IncidentRow {
     pub reasons: Vec<String>,
     /// The evidence (redacted excerpt).
     pub evidence: Evidence,
+    /// Taken in shadow mode: `action` is what enforcement would have done; nothing was done.
+    pub shadow: bool,
 }
 
 /// One entry of the event log that `/stream` serves. Its OpenAPI schema, with a typed payload
@@ -357,7 +359,7 @@ const RUN_COLUMNS: &str =
      control_socket, incidents, labels, cpu_seconds, output_lines, job_key";
 
 const INCIDENT_COLUMNS: &str = "id, run_id, at, kind, detected_after_s, action, score, \
-     confidence, summary, outcome, attempt, reasons, evidence";
+     confidence, summary, outcome, attempt, reasons, evidence, shadow";
 
 fn json_col<T: serde::de::DeserializeOwned>(row: &Row, idx: usize) -> rusqlite::Result<T> {
     let text: String = row.get(idx)?;
@@ -419,6 +421,7 @@ pub struct IncidentJson {
     attempt: u32,
     reasons: Box<serde_json::value::RawValue>,
     evidence: Box<serde_json::value::RawValue>,
+    shadow: bool,
 }
 
 impl IncidentJson {
@@ -450,6 +453,7 @@ fn incident_json(row: &Row) -> rusqlite::Result<IncidentJson> {
         attempt: row.get(10)?,
         reasons: raw_col(row, 11)?,
         evidence: raw_col(row, 12)?,
+        shadow: row.get(13)?,
     })
 }
 
@@ -468,6 +472,7 @@ fn incident_row(row: &Row) -> rusqlite::Result<IncidentRow> {
         attempt: row.get(10)?,
         reasons: json_col(row, 11)?,
         evidence: json_col(row, 12)?,
+        shadow: row.get(13)?,
     })
 }
 

@@ -710,8 +710,8 @@ fn write_batch(store: &mut Store, run_id: i64, batch: &[Msg]) -> Result<(), Stor
             Msg::Incident(row) => {
                 tx.prepare_cached(
                     "INSERT INTO incidents (run_id, at, kind, action, detected_after_s, score, \
-                     confidence, summary, outcome, attempt, reasons, evidence) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                     confidence, summary, outcome, attempt, reasons, evidence, shadow) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 )
                 .and_then(|mut s| {
                     s.execute(params![
@@ -727,6 +727,7 @@ fn write_batch(store: &mut Store, run_id: i64, batch: &[Msg]) -> Result<(), Stor
                         row["attempt"].as_u64().unwrap_or(1),
                         row["reasons"].to_string(),
                         row["evidence"].to_string(),
+                        row["shadow"].as_bool().unwrap_or(false),
                     ])
                 })
                 .map_err(err)?;

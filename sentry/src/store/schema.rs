@@ -146,6 +146,19 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX deliveries_by_result ON deliveries(sink, result);
     CREATE INDEX deliveries_by_run ON deliveries(run_id, id);
     "#,
+    // 3: CI-native. What a run cost (memory GB-seconds, I/O, the idle fraction and, with a
+    // price per CPU-hour, money), whether it ran in shadow mode, and shadow incidents (what
+    // enforcement would have done). Baselines read a job key's recent healthy runs.
+    r#"
+    ALTER TABLE runs ADD COLUMN mem_gb_seconds REAL;
+    ALTER TABLE runs ADD COLUMN io_read_bytes  INTEGER;
+    ALTER TABLE runs ADD COLUMN io_write_bytes INTEGER;
+    ALTER TABLE runs ADD COLUMN idle_fraction  REAL;
+    ALTER TABLE runs ADD COLUMN cost           REAL;
+    ALTER TABLE runs ADD COLUMN shadow         INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE incidents ADD COLUMN shadow    INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX runs_by_job_end ON runs(job_key, ended_at);
+    "#,
 ];
 
 /// The schema version this binary writes.

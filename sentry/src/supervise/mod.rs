@@ -1223,6 +1223,7 @@ mod tests {
                 first_line: 1,
                 last_line: 171,
             }),
+            shadow: false,
         }
     }
 

@@ -61,6 +61,7 @@ impl Escalation {
             attempt,
             reasons: self.decision.reasons.iter().map(|r| clean(r)).collect(),
             evidence,
+            shadow: false,
         }
     }
 }
