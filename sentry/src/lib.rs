@@ -9,8 +9,10 @@
 
 pub mod act;
 pub mod api;
+pub mod baseline;
 pub mod capture;
 pub mod cli;
+pub mod cost;
 pub mod decide;
 pub mod detect;
 pub mod fleet;

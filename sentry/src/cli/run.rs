@@ -101,6 +101,10 @@ pub struct RunArgs {
     pub bench_floor_probe: bool,
     #[command(flatten)]
     pub metrics: super::metrics_args::MetricsArgs,
+    /// Price of one CPU-hour (any currency): the report, summary and store give the run's
+    /// cost in it.
+    #[arg(long, value_name = "PRICE", env = "SENTRY_PRICE_PER_CPU_HOUR", value_parser = parse_price)]
+    pub price_per_cpu_hour: Option<f64>,
     /// The command to supervise and its arguments.
     #[arg(required = true, last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -166,6 +170,8 @@ pub fn run(args: RunArgs) -> ExitCode {
         },
         retain_days: args.retain_days,
         notify: args.notify.enabled_config(),
+        shadow: false,
+        price_per_cpu_hour: args.price_per_cpu_hour,
     };
     match supervise::run(&options) {
         Ok(outcome) => {
@@ -232,6 +238,16 @@ fn apply_flags(mut policy: Policy, args: &RunArgs) -> Result<Policy, String> {
         return Err(format!("invalid setting {key}: {problem}"));
     }
     Ok(policy)
+}
+
+/// Parses a price per CPU-hour: a finite number, zero or more.
+pub fn parse_price(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(p) if p.is_finite() && p >= 0.0 => Ok(p),
+        _ => Err(format!(
+            "`{text}` is not a price: give a number of zero or more, e.g. 0.05"
+        )),
+    }
 }
 
 /// Parses `512M`, `2G`, `1.5GiB`, `1048576` (bytes; K/M/G/T are binary multiples, as in

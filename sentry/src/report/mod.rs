@@ -75,6 +75,13 @@ pub struct RunReport {
     pub stop_requested_by: Option<String>,
     /// The run's id in the evidence store (`null` when it was not recorded).
     pub run_id: Option<i64>,
+    /// True when sentry ran in shadow mode (`--shadow`): incidents say what enforcement would
+    /// have done, and nothing touched the command.
+    pub shadow: bool,
+    /// What the run cost.
+    pub cost: crate::cost::RunCost,
+    /// The run against its job's learned baseline (`null` without enough history).
+    pub baseline: Option<crate::baseline::BaselineComparison>,
 }
 
 impl RunReport {

@@ -104,6 +104,10 @@ pub struct RunOptions {
     pub retain_days: u32,
     /// Alert receivers and the events log (`None`: nothing is started).
     pub notify: Option<crate::notify::NotifyConfig>,
+    /// Shadow mode: decide and record as if enforcing, but never touch the command.
+    pub shadow: bool,
+    /// Price of one CPU-hour, to turn the run's CPU-seconds into money.
+    pub price_per_cpu_hour: Option<f64>,
 }
 
 /// Where `sentry run` records the run.
@@ -583,6 +587,7 @@ struct Tally {
     pids_peak: u32,
     totals: CaptureTotals,
     leftover: usize,
+    cost: crate::cost::CostMeter,
 }
 
 impl Tally {
@@ -770,6 +775,7 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
                         tally.mem_peak = Some(tally.mem_peak.map_or(mem, |m| m.max(mem)));
                     }
                     tally.pids_peak = tally.pids_peak.max(sample.pids);
+                    tally.cost.observe(&sample, watch.lines());
                     // Nothing to decide once sentry acted, or once the command has ended: the
                     // last sample of a finished tree (its processes reaped, their last I/O
                     // unread) must not turn a job that just succeeded into a "runaway".
@@ -839,6 +845,7 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
         };
         tally.add_totals(&end.totals);
         tally.leftover += end.leftover_pids;
+        tally.cost.restarted();
         if shared.stop_request.lock().is_ok_and(|who| who.is_some()) {
             fate.stopped = true;
         }
@@ -944,6 +951,12 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
         .to_string(),
         stop_requested_by: shared.stop_request.lock().ok().and_then(|who| who.clone()),
         run_id: recorder.as_ref().map(Recorder::run_id),
+        shadow: options.shadow,
+        cost: {
+            tally.cost.cpu_at_least(totals.cpu_usage_us);
+            tally.cost.cost(duration).priced(options.price_per_cpu_hour)
+        },
+        baseline: None,
     };
     if let Ok(mut sink) = shared.sink.lock() {
         *sink = None;
@@ -1201,6 +1214,9 @@ mod tests {
             probe: "capture".into(),
             stop_requested_by: None,
             run_id: None,
+            shadow: false,
+            cost: crate::cost::RunCost::default(),
+            baseline: None,
         }
     }
 
