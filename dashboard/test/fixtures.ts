@@ -24,6 +24,12 @@ export const run: RunRow = {
   cpu_seconds: 3.5,
   output_lines: 240,
   job_key: 'cmd:sh -c while true; do echo retrying; done',
+  mem_gb_seconds: 0.02,
+  io_read_bytes: 0,
+  io_write_bytes: 4096,
+  idle_fraction: 0,
+  cost: null,
+  shadow: false,
 };
 
 export const incident: IncidentRow = {

@@ -50,3 +50,31 @@ impl BaselineComparison {
         }
     }
 }
+
+/// The baseline of `job_key` in the store at `path`, as the regression detector would use it
+/// (`None` when the detector is off, the store cannot be read, or there is no history). The
+/// key is redacted first, as the store keeps it.
+pub fn lookup(
+    path: &std::path::Path,
+    job_key: &str,
+    config: &crate::detect::regression::RegressionConfig,
+) -> Option<Baseline> {
+    if !config.enabled {
+        return None;
+    }
+    let key = crate::redact::redact(job_key);
+    let store = match crate::store::Store::open(path) {
+        Ok(store) => store,
+        Err(err) => {
+            tracing::debug!("no baseline: {err}");
+            return None;
+        }
+    };
+    match store.baseline(&key, config.history) {
+        Ok(b) => b,
+        Err(err) => {
+            tracing::debug!("no baseline: {err}");
+            None
+        }
+    }
+}

@@ -118,6 +118,27 @@ pub struct ResourceEvidence {
     pub window_s: f64,
 }
 
+/// Evidence for a regression against the job's learned baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RegressionEvidence {
+    /// What was compared: `wall_s` or `cpu_s`.
+    pub metric: String,
+    /// This run's figure so far, seconds.
+    pub value: f64,
+    /// The baseline's median, seconds.
+    pub median: f64,
+    /// `value / median`.
+    pub ratio: f64,
+    /// The elastic limit it crossed (`median × factor`), seconds.
+    pub threshold: f64,
+    /// How many healthy runs the baseline comes from.
+    pub runs: u32,
+    /// The baseline's 90th percentile of wall time, seconds.
+    pub p90_wall_s: f64,
+    /// The job key the history belongs to.
+    pub job_key: String,
+}
+
 /// The evidence behind a finding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -126,6 +147,8 @@ pub enum Evidence {
     Loop(LoopEvidence),
     /// A resource measurement.
     Resource(ResourceEvidence),
+    /// A run against its job's baseline.
+    Regression(RegressionEvidence),
 }
 
 /// One detector's verdict at one moment.

@@ -22,6 +22,21 @@ export function EvidenceView({ evidence }: { evidence: Evidence }) {
       </div>
     );
   }
+  if (evidence.type === 'regression') {
+    const what = evidence.metric === 'cpu_s' ? 'CPU time' : 'Wall time';
+    return (
+      <div class="evidence regression">
+        <p>
+          {what} <strong>{duration(evidence.value)}</strong> is <strong>{evidence.ratio.toFixed(1)}×</strong> the
+          median <strong>{duration(evidence.median)}</strong> of the last {evidence.runs} healthy runs (flagged past{' '}
+          {duration(evidence.threshold)}; p90 wall time {duration(evidence.p90_wall_s)}).
+        </p>
+        <p class="small muted">
+          Job key <code>{evidence.job_key}</code>
+        </p>
+      </div>
+    );
+  }
   return (
     <div class="evidence resource">
       <p>

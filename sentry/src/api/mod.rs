@@ -35,6 +35,7 @@ use utoipa_axum::routes;
 
 pub mod audit;
 pub mod auth;
+pub mod baselines;
 pub mod db;
 pub mod health;
 pub mod incidents;
@@ -198,6 +199,7 @@ fn routes(config: &ApiConfig) -> OpenApiRouter<AppState> {
         .routes(routes!(runs::one))
         .routes(routes!(runs::samples))
         .routes(routes!(incidents::list))
+        .routes(routes!(baselines::list))
         .routes(routes!(timeline::timeline))
         .routes(routes!(audit::list))
         .routes(routes!(metrics::metrics))

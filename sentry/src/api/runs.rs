@@ -51,6 +51,16 @@ impl RunStatus {
     }
 }
 
+/// What started a run, as `GET /runs?kind=` filters it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    /// Started by `sentry run`.
+    Run,
+    /// A job `sentry watch` follows (the fleet view).
+    Watch,
+}
+
 /// Filters and paging of `GET /runs`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +69,9 @@ pub struct RunParams {
     /// Only runs in this state.
     #[param(inline)]
     pub status: Option<RunStatus>,
+    /// Only runs of this kind.
+    #[param(inline)]
+    pub kind: Option<RunKind>,
     /// Page size: 1 to 500, default 50.
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
@@ -97,6 +110,10 @@ pub async fn list(
         limit: paging::limit(p.limit, LIST)?,
         before_id: paging::id("before", p.before)?,
         status: p.status.map(|s| s.stored().to_string()),
+        kind: p.kind.map(|k| match k {
+            RunKind::Run => "run".to_string(),
+            RunKind::Watch => "watch".to_string(),
+        }),
     };
     let limit = q.limit;
     let mut items = state.db().run(move |s| s.runs(&q)).await?;

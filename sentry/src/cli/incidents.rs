@@ -19,7 +19,8 @@ pub struct IncidentsArgs {
     /// Only this run's incidents.
     #[arg(long, value_name = "ID")]
     pub run: Option<i64>,
-    /// Only this kind (output_loop, cpu_burn, memory_growth, stall, fork_storm).
+    /// Only this kind (output_loop, cpu_burn, memory_growth, stall, fork_storm, no_output,
+    /// regression).
     #[arg(long, value_name = "KIND", value_parser = parse_kind)]
     pub kind: Option<FindingKind>,
     /// Only incidents where this was done (alert, pause, kill, restart).
@@ -35,7 +36,7 @@ pub struct IncidentsArgs {
 
 fn parse_kind(s: &str) -> Result<FindingKind, String> {
     serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
-        "expected one of output_loop, cpu_burn, memory_growth, stall, fork_storm".to_string()
+        "expected one of output_loop, cpu_burn, memory_growth, stall, fork_storm, no_output, regression".to_string()
     })
 }
 
@@ -118,7 +119,7 @@ fn write_table(out: &mut impl Write, rows: &[IncidentRow]) -> io::Result<()> {
                 l.repeats,
                 l.example.first().map_or("", String::as_str)
             ),
-            Evidence::Resource(_) => String::new(),
+            Evidence::Resource(_) | Evidence::Regression(_) => String::new(),
         };
         let mut summary = format!("{}{detail} → {}", r.summary, r.outcome);
         if summary.chars().count() > 160 {

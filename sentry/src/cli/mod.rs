@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod analyze;
+pub mod baselines;
 pub mod dashboard;
 pub mod demo;
 pub mod doctor;
@@ -58,6 +59,8 @@ pub enum Command {
     Watch(Box<watch::WatchArgs>),
     /// The incidents recorded in the evidence store, newest first.
     Incidents(incidents::IncidentsArgs),
+    /// What each job usually takes, learned from its healthy runs (regression baselines).
+    Baselines(baselines::BaselinesArgs),
     /// A self-contained demonstration: a runaway caught, healthy work left alone, a recovery.
     Demo(demo::DemoArgs),
     /// The programs `sentry demo` supervises (internal).
@@ -75,6 +78,7 @@ pub fn main() -> ExitCode {
         Command::Dashboard(args) => dashboard::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Incidents(args) => incidents::run(&args),
+        Command::Baselines(args) => baselines::run(&args),
         Command::Watch(args) => watch::run(*args),
         Command::Workload(args) => workload::run(&args),
     }

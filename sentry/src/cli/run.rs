@@ -105,6 +105,10 @@ pub struct RunArgs {
     /// cost in it.
     #[arg(long, value_name = "PRICE", env = "SENTRY_PRICE_PER_CPU_HOUR", value_parser = parse_price)]
     pub price_per_cpu_hour: Option<f64>,
+    /// Groups this run with earlier runs of the same job for baselines and metrics (default:
+    /// the CI job inside CI, else the command line).
+    #[arg(long, value_name = "KEY", env = "SENTRY_JOB_KEY")]
+    pub job_key: Option<String>,
     /// The command to supervise and its arguments.
     #[arg(required = true, last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
@@ -172,6 +176,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         notify: args.notify.enabled_config(),
         shadow: false,
         price_per_cpu_hour: args.price_per_cpu_hour,
+        job_key: args.job_key,
     };
     match supervise::run(&options) {
         Ok(outcome) => {

@@ -38,6 +38,9 @@ pub struct WatchArgs {
     /// Discover jobs and follow them as they come and go.
     #[arg(long, value_enum)]
     pub discover: Option<Discover>,
+    /// Price of one CPU-hour (any currency): each job's cost is recorded in it.
+    #[arg(long, value_name = "PRICE", env = "SENTRY_PRICE_PER_CPU_HOUR", value_parser = super::run::parse_price)]
+    pub price_per_cpu_hour: Option<f64>,
     /// The strongest action sentry may take on a runaway job: `alert` (default), or `kill` /
     /// `pause`, which act on exactly the job's processes (never the runner or other jobs).
     #[arg(long, value_enum, default_value = "alert")]
@@ -178,6 +181,7 @@ pub fn run(args: WatchArgs) -> ExitCode {
         textfile_dir: args.textfile_dir,
         notify: args.notify.enabled_config(),
         live,
+        price_per_cpu_hour: args.price_per_cpu_hour,
     };
     // A server that fails to start (port in use) stops the watch too.
     let watcher_stop = Arc::clone(&stop);

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::detect::cpu::CpuBurnConfig;
 use crate::detect::fork::ForkStormConfig;
 use crate::detect::memory::MemoryGrowthConfig;
+use crate::detect::regression::RegressionConfig;
 use crate::detect::resource::ResourceDetectors;
 use crate::detect::stall::StallConfig;
 use crate::model::{Action, FindingKind};
@@ -37,6 +38,8 @@ pub struct Policy {
     pub stall: StallConfig,
     /// Fork-storm thresholds (`[fork]`).
     pub fork: ForkStormConfig,
+    /// Regression against the job's learned baseline (`[regression]`).
+    pub regression: RegressionConfig,
 }
 
 /// Confidence levels, each the lower bound of its band (0..1).
@@ -353,6 +356,8 @@ impl Policy {
         unit("combine.caps.memory_growth", m.caps.memory_growth);
         unit("combine.caps.stall", m.caps.stall);
         unit("combine.caps.fork_storm", m.caps.fork_storm);
+        unit("combine.caps.no_output", m.caps.no_output);
+        unit("combine.caps.regression", m.caps.regression);
         unit("cpu.min_busy_fraction", self.cpu.min_busy_fraction);
         if self.cpu.min_busy_fraction == 0.0 {
             out.push((
@@ -387,6 +392,8 @@ impl Policy {
         positive("stall.idle_s", self.stall.idle_s, 30.0 * DAY);
         positive("fork.growth_per_s", self.fork.growth_per_s, 1e9);
         positive("fork.window_s", self.fork.window_s, DAY);
+        positive("regression.factor", self.regression.factor, 1e6);
+        positive("regression.stuck_factor", self.regression.stuck_factor, 1e6);
 
         let mut non_negative = |key: &'static str, v: f64, max: f64| {
             if !(v >= 0.0 && v <= max) {
@@ -407,6 +414,29 @@ impl Policy {
         );
         non_negative("stall.cpu_pct", self.stall.cpu_pct, 100_000.0);
 
+        non_negative(
+            "regression.min_excess_s",
+            self.regression.min_excess_s,
+            30.0 * DAY,
+        );
+        if self.regression.min_runs == 0 || self.regression.history < self.regression.min_runs {
+            out.push((
+                "regression.history",
+                format!(
+                    "min_runs must be at least 1 and history at least min_runs (got min_runs {}, history {})",
+                    self.regression.min_runs, self.regression.history
+                ),
+            ));
+        }
+        if self.regression.stuck_factor < self.regression.factor {
+            out.push((
+                "regression.stuck_factor",
+                format!(
+                    "must be at least regression.factor ({})",
+                    self.regression.factor
+                ),
+            ));
+        }
         if self.hysteresis.persist_evaluations == 0 {
             out.push((
                 "hysteresis.persist_evaluations",

@@ -18,6 +18,7 @@ pub mod normalize;
 pub mod output_loop;
 pub mod pipeline;
 pub mod progress;
+pub mod regression;
 pub mod resource;
 pub mod stall;
 pub mod window;

@@ -74,6 +74,8 @@ pub struct WatchOptions {
     pub notify: Option<crate::notify::NotifyConfig>,
     /// Figures only the watching process knows, for `/metrics` and the textfile.
     pub live: Arc<FleetLive>,
+    /// Price of one CPU-hour, to turn each job's CPU-seconds into money.
+    pub price_per_cpu_hour: Option<f64>,
 }
 
 /// What the watching process knows that the store does not: how many jobs and cgroups it

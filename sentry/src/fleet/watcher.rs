@@ -13,6 +13,8 @@ use super::{WatchAction, WatchError, WatchOptions, WatchSummary};
 use crate::act;
 use crate::capture::kernel::{self, AnalysisBudget, Probe};
 use crate::capture::{cgroup, TreeControl};
+use crate::cost::CostMeter;
+use crate::detect::regression::RegressionDetector;
 use crate::model::{Action, Incident, Sample};
 use crate::notify::{JobRef, Notifier, NotifyEvent};
 use crate::store::{DecisionKeep, EventSink, NewRun, Recorder, WatchedEnd};
@@ -36,6 +38,9 @@ const TEXTFILE_EVERY: Duration = Duration::from_secs(5);
 /// fleet host records many jobs at once, and a commit per job per second was a third of
 /// the watch's own CPU over 50 jobs (`cargo xtask bench fleet`).
 const SAMPLE_STORE_EVERY_S: f64 = 5.0;
+
+/// How often a job's cost so far is written to the store.
+const COST_STORE_EVERY: Duration = Duration::from_secs(5);
 
 /// How long the ring buffer is waited on between rounds of work.
 const POLL: Duration = Duration::from_millis(20);
@@ -76,6 +81,12 @@ struct Job {
     notify_ref: JobRef,
     /// Which decisions are worth logging (the same the store keeps).
     keep: DecisionKeep,
+    /// What the job has cost while watched.
+    cost: CostMeter,
+    /// When its cost was last written to the store.
+    cost_stored: Instant,
+    /// The job against its learned baseline.
+    regression: RegressionDetector,
 }
 
 /// A job's state that its control socket changes too.
@@ -628,6 +639,7 @@ impl Fleet<'_> {
             .as_ref()
             .map(|db| control::job_socket_path(db, std::process::id(), id));
         let command_for_notify = command.clone();
+        let baseline_key = job_key.clone();
         let recorder = self.store.as_ref().and_then(|path| {
             let run = NewRun {
                 kind: "watch".into(),
@@ -635,7 +647,7 @@ impl Fleet<'_> {
                 control_socket: socket.clone(),
                 retain_days: Some(self.options.retain_days),
                 labels: labels.clone(),
-                job_key: Some(job_key),
+                job_key: Some(job_key.clone()),
             };
             match Recorder::start(path, &run) {
                 Ok(mut r) => {
@@ -684,9 +696,15 @@ impl Fleet<'_> {
             labels: labels.clone(),
             command: command_for_notify,
         };
+        let baseline = self.store.as_ref().and_then(|path| {
+            crate::baseline::lookup(path, &baseline_key, &self.options.policy.regression)
+        });
         let job = Job {
             notify_ref,
             keep: DecisionKeep::default(),
+            cost: CostMeter::new(),
+            cost_stored: now,
+            regression: RegressionDetector::new(self.options.policy.regression.clone(), baseline),
             key: key.clone(),
             name: name.clone(),
             labels,
@@ -910,13 +928,23 @@ impl Fleet<'_> {
             write_bytes: job.bytes,
         };
         let lines = job.watch.lines();
+        job.cost.observe(&sample, lines);
         if let Some(r) = job.recorder.as_mut() {
             r.sample(&sample, lines);
+            if job.cost_stored.elapsed() >= COST_STORE_EVERY {
+                job.cost_stored = Instant::now();
+                r.cost(
+                    &job.cost
+                        .cost(job.started.elapsed())
+                        .priced(self.options.price_per_cpu_hour),
+                );
+            }
         }
         if job.flags.stopped() || reading.pids == 0 {
             return;
         }
-        let escalation = job.watch.sample(&sample);
+        let regressed = job.regression.observe(&sample, job.started.elapsed());
+        let escalation = job.watch.sample_with(&sample, regressed);
         if let Some(d) = job.watch.last_decision() {
             if let Some(r) = job.recorder.as_mut() {
                 r.decision(d, 1);
@@ -989,6 +1017,14 @@ impl Fleet<'_> {
         };
         let duration = job.started.elapsed().as_secs_f64();
         let cpu_seconds = job.last_cpu.0 as f64 / 1e6;
+        job.cost.cpu_at_least(job.last_cpu.0);
+        let cost = job
+            .cost
+            .cost(job.started.elapsed())
+            .priced(self.options.price_per_cpu_hour);
+        let baseline = job.regression.baseline().map(|b| {
+            crate::baseline::BaselineComparison::of(b.clone(), duration, cost.cpu_seconds)
+        });
         if !self.options.quiet {
             say!(
                 "sentry watch: job {} {status} after {duration:.1} s ({} incident(s), CPU peak {:.0}%)",
@@ -1016,6 +1052,8 @@ impl Fleet<'_> {
             "events_lost": job.lost,
             "output_captured": job.uncaptured.is_none() && self.probe.is_some(),
             "output_not_captured_because": job.uncaptured,
+            "cost": cost,
+            "baseline": baseline,
         });
         self.summary.events_lost += job.lost;
         self.shed_ended += job.shed;
@@ -1036,6 +1074,7 @@ impl Fleet<'_> {
                 events_captured: job.captured,
                 events_lost: job.lost,
                 cpu_seconds,
+                cost: Some(cost),
                 report,
             };
             let name = job.name.clone();

@@ -104,6 +104,10 @@ pub fn evidence_excerpt(evidence: &Evidence) -> String {
             "{} {:.1} against a threshold of {:.1} over {:.0} s",
             r.metric, r.value, r.threshold, r.window_s
         ),
+        Evidence::Regression(r) => format!(
+            "{} {:.1} s, {:.1}x the median {:.1} s of {} healthy runs of {}",
+            r.metric, r.value, r.ratio, r.median, r.runs, r.job_key
+        ),
     };
     if text.chars().count() <= EXCERPT_CHARS {
         return text;

@@ -17,11 +17,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, ErrorCode};
 
+mod baselines;
 mod events;
 mod query;
 mod recorder;
 mod schema;
 
+pub use baselines::BaselineRow;
 pub use events::{
     ControlEvent, DecisionEvent, DecisionFinding, EventData, RunEndedEvent, RunStartedEvent,
     StatusEvent,

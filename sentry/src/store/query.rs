@@ -22,6 +22,8 @@ pub struct RunQuery {
     pub before_id: Option<i64>,
     /// Only runs in this state (`running`, `paused`, `exited`, `stopped`, `failed`).
     pub status: Option<String>,
+    /// Only runs of this kind (`run` or `watch`).
+    pub kind: Option<String>,
 }
 
 /// Which incidents to list.
@@ -122,6 +124,18 @@ pub struct RunRow {
     pub output_lines: Option<u64>,
     /// What groups this run with earlier runs of the same job.
     pub job_key: Option<String>,
+    /// Resident memory integrated over time, GB-seconds (kept current while live).
+    pub mem_gb_seconds: Option<f64>,
+    /// Bytes read from storage by the tree.
+    pub io_read_bytes: Option<u64>,
+    /// Bytes written to storage by the tree.
+    pub io_write_bytes: Option<u64>,
+    /// Fraction of the time with no output, no I/O and next to no CPU (0..1).
+    pub idle_fraction: Option<f64>,
+    /// What it cost at the price per CPU-hour it was run with (`null` without a price).
+    pub cost: Option<f64>,
+    /// Run in shadow mode: its incidents say what enforcement would have done.
+    pub shadow: bool,
 }
 
 impl RunRow {
@@ -356,7 +370,8 @@ pub struct LiveRun {
 const RUN_COLUMNS: &str =
     "id, kind, command, mode, host, user, pid, started_at, ended_at, status, \
      exit_code, runaway, restarts, cpu_peak_pct, mem_peak_bytes, events_captured, events_lost, \
-     control_socket, incidents, labels, cpu_seconds, output_lines, job_key";
+     control_socket, incidents, labels, cpu_seconds, output_lines, job_key, mem_gb_seconds, \
+     io_read_bytes, io_write_bytes, idle_fraction, cost, shadow";
 
 const INCIDENT_COLUMNS: &str = "id, run_id, at, kind, detected_after_s, action, score, \
      confidence, summary, outcome, attempt, reasons, evidence, shadow";
@@ -400,6 +415,12 @@ fn run_row(row: &Row) -> rusqlite::Result<RunRow> {
         cpu_seconds: row.get(20)?,
         output_lines: row.get(21)?,
         job_key: row.get(22)?,
+        mem_gb_seconds: row.get(23)?,
+        io_read_bytes: row.get(24)?,
+        io_write_bytes: row.get(25)?,
+        idle_fraction: row.get(26)?,
+        cost: row.get(27)?,
+        shadow: row.get(28)?,
     })
 }
 
@@ -569,6 +590,10 @@ impl Store {
         if let Some(status) = &q.status {
             sql.push_str(" AND status = ?");
             args.push(status.clone().into());
+        }
+        if let Some(kind) = &q.kind {
+            sql.push_str(" AND kind = ?");
+            args.push(kind.clone().into());
         }
         // A literal limit: with a bound one, SQLite (built with STAT4) prepares the statement
         // again on every execution, a third of the cost of a page. It is a clamped integer.

@@ -64,6 +64,7 @@ enum Msg {
     Status(String),
     Control(Value),
     Audit(super::AuditEntry),
+    Cost(Box<crate::cost::RunCost>),
     End(Box<End>),
 }
 
@@ -78,6 +79,8 @@ struct End {
     events_lost: u64,
     /// CPU time of the whole run, when known.
     cpu_seconds: Option<f64>,
+    /// What the run cost, when measured.
+    cost: Option<crate::cost::RunCost>,
     report: Value,
 }
 
@@ -99,6 +102,8 @@ pub struct WatchedEnd {
     pub events_lost: u64,
     /// CPU time used while watched.
     pub cpu_seconds: f64,
+    /// What the job cost while watched.
+    pub cost: Option<crate::cost::RunCost>,
     /// The job's report (redacted here).
     pub report: Value,
 }
@@ -427,9 +432,15 @@ impl Recorder {
             events_captured: 0,
             events_lost: 0,
             cpu_seconds: None,
+            cost: None,
             report,
         };
         self.end_with(end)
+    }
+
+    /// Records what the run has cost so far (the live figures of `/runs` and the fleet view).
+    pub fn cost(&self, cost: &crate::cost::RunCost) {
+        let _ = self.tx.try_send(Msg::Cost(Box::new(cost.clone())));
     }
 
     /// Records the end of the run from its report, waits for the writer to store
@@ -446,7 +457,8 @@ impl Recorder {
             mem_peak_bytes: report.mem_peak_bytes,
             events_captured: report.events_captured,
             events_lost: report.events_lost,
-            cpu_seconds: Some(report.cpu_avg_pct * report.duration_s / 100.0),
+            cpu_seconds: Some(report.cost.cpu_seconds),
+            cost: Some(report.cost.clone()),
             report: report_json,
         };
         self.end_with(end)
@@ -466,6 +478,7 @@ impl Recorder {
             events_captured: end.events_captured,
             events_lost: end.events_lost,
             cpu_seconds: Some(end.cpu_seconds),
+            cost: end.cost,
             report,
         })
     }
@@ -769,7 +782,41 @@ fn write_batch(store: &mut Store, run_id: i64, batch: &[Msg]) -> Result<(), Stor
                 )
                 .map_err(err)?;
             }
+            Msg::Cost(cost) => {
+                tx.prepare_cached(
+                    "UPDATE runs SET mem_gb_seconds = ?1, io_read_bytes = ?2, io_write_bytes = ?3, \
+                     idle_fraction = ?4, cost = ?5, cpu_seconds = max(coalesce(cpu_seconds, 0), ?6) \
+                     WHERE id = ?7",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        cost.mem_gb_seconds,
+                        cost.io_read_bytes,
+                        cost.io_write_bytes,
+                        cost.idle_fraction,
+                        cost.cost,
+                        cost.cpu_seconds,
+                        run_id
+                    ])
+                })
+                .map_err(err)?;
+            }
             Msg::End(end) => {
+                if let Some(cost) = &end.cost {
+                    tx.execute(
+                        "UPDATE runs SET mem_gb_seconds = ?1, io_read_bytes = ?2, \
+                         io_write_bytes = ?3, idle_fraction = ?4, cost = ?5 WHERE id = ?6",
+                        params![
+                            cost.mem_gb_seconds,
+                            cost.io_read_bytes,
+                            cost.io_write_bytes,
+                            cost.idle_fraction,
+                            cost.cost,
+                            run_id
+                        ],
+                    )
+                    .map_err(err)?;
+                }
                 tx.execute(
                     "UPDATE runs SET ended_at = ?1, status = ?2, exit_code = ?3, runaway = ?4, \
                      restarts = ?5, cpu_peak_pct = ?6, mem_peak_bytes = ?7, events_captured = ?8, \

@@ -108,6 +108,8 @@ pub struct RunOptions {
     pub shadow: bool,
     /// Price of one CPU-hour, to turn the run's CPU-seconds into money.
     pub price_per_cpu_hour: Option<f64>,
+    /// Groups this run with others for baselines (default: the CI job, or the command line).
+    pub job_key: Option<String>,
 }
 
 /// Where `sentry run` records the run.
@@ -548,10 +550,7 @@ fn start_recorder(options: &RunOptions) -> Option<(Recorder, PathBuf)> {
             .collect(),
         control_socket: Some(socket.clone()),
         retain_days: Some(options.retain_days),
-        job_key: Some(ci.as_ref().map_or_else(
-            || crate::store::command_job_key(&options.command),
-            crate::fleet::ci::CiJob::job_key,
-        )),
+        job_key: Some(job_key(options, ci.as_ref())),
         labels: ci.map(|job| job.labels).unwrap_or_default(),
     };
     match Recorder::start(&path, &run) {
@@ -560,6 +559,16 @@ fn start_recorder(options: &RunOptions) -> Option<(Recorder, PathBuf)> {
             say!("sentry: not recording this run: {err}");
             None
         }
+    }
+}
+
+/// What groups this run with earlier runs of the same job: `--job-key`, else the CI job's
+/// key inside CI, else the command line.
+fn job_key(options: &RunOptions, ci: Option<&crate::fleet::ci::CiJob>) -> String {
+    match (&options.job_key, ci) {
+        (Some(key), _) => key.clone(),
+        (None, Some(ci)) => ci.job_key(),
+        (None, None) => crate::store::command_job_key(&options.command),
     }
 }
 
@@ -578,6 +587,9 @@ fn start_notifier(options: &RunOptions) -> Result<Option<crate::notify::Notifier
         .map(Some)
         .map_err(|err| SuperviseError::Start(err.to_string()))
 }
+
+/// How often a live run's cost is written to the store (the fleet view's figures).
+const COST_STORE_EVERY: Duration = Duration::from_secs(5);
 
 /// Running figures over every attempt.
 #[derive(Default)]
@@ -692,6 +704,27 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
         )
     });
 
+    // The baseline is read once, before the command starts: decisions then weigh it at no
+    // cost beyond a comparison.
+    let baseline = recorder.as_ref().and_then(|r| {
+        crate::baseline::lookup(
+            r.path(),
+            &job_key(options, crate::fleet::ci::from_own_env().as_ref()),
+            &options.policy.regression,
+        )
+    });
+    let mut regression = crate::detect::regression::RegressionDetector::new(
+        options.policy.regression.clone(),
+        baseline,
+    );
+    if let (Some(b), false) = (regression.baseline(), options.quiet) {
+        say!(
+            "sentry: baseline of this job: median {:.1} s, {} healthy runs",
+            b.median_wall_s,
+            b.runs
+        );
+    }
+    let mut cost_stored = Instant::now();
     let started = Instant::now();
     let mut tally = Tally::default();
     let mut incidents: Vec<Incident> = Vec::new();
@@ -782,10 +815,22 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
                     if let Some(recorder) = recorder.as_mut() {
                         recorder.sample(&sample, watch.lines());
                     }
+                    if cost_stored.elapsed() >= COST_STORE_EVERY {
+                        cost_stored = Instant::now();
+                        if let Some(recorder) = &recorder {
+                            recorder.cost(
+                                &tally
+                                    .cost
+                                    .cost(started.elapsed())
+                                    .priced(options.price_per_cpu_hour),
+                            );
+                        }
+                    }
                     if fate.stopped || fate.restart || sample.pids == 0 || control.has_ended() {
                         continue;
                     }
-                    let escalation = watch.sample(&sample);
+                    let regressed = regression.observe(&sample, started.elapsed());
+                    let escalation = watch.sample_with(&sample, regressed);
                     if let (Some(recorder), Some(decision)) =
                         (recorder.as_mut(), watch.last_decision())
                     {
@@ -846,6 +891,7 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
         tally.add_totals(&end.totals);
         tally.leftover += end.leftover_pids;
         tally.cost.restarted();
+        regression.restarted();
         if shared.stop_request.lock().is_ok_and(|who| who.is_some()) {
             fate.stopped = true;
         }
@@ -956,7 +1002,9 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
             tally.cost.cpu_at_least(totals.cpu_usage_us);
             tally.cost.cost(duration).priced(options.price_per_cpu_hour)
         },
-        baseline: None,
+        baseline: regression.baseline().map(|b| {
+            crate::baseline::BaselineComparison::of(b.clone(), duration_s, tally.cost.cpu_seconds())
+        }),
     };
     if let Ok(mut sink) = shared.sink.lock() {
         *sink = None;
@@ -1108,7 +1156,7 @@ pub fn summary_lines(report: &RunReport) -> Vec<String> {
         Some((index, first)) => {
             let detail = match &first.evidence {
                 Evidence::Loop(l) => format!("period {}, {} repeats", l.period, l.repeats),
-                Evidence::Resource(_) => first
+                Evidence::Resource(_) | Evidence::Regression(_) => first
                     .summary
                     .split_once(": ")
                     .map_or(first.summary.clone(), |(_, rest)| rest.to_string()),
@@ -1152,6 +1200,18 @@ pub fn summary_lines(report: &RunReport) -> Vec<String> {
         ));
     }
     lines.push(figures);
+    lines.push(format!("Cost: {}", report.cost.summary()));
+    if let Some(cmp) = &report.baseline {
+        let b = &cmp.baseline;
+        lines.push(format!(
+            "Against its baseline: {:.1}x the median {:.1} s of {} healthy run(s){}",
+            cmp.wall_ratio,
+            b.median_wall_s,
+            b.runs,
+            cmp.cpu_ratio
+                .map_or(String::new(), |r| format!(", CPU {r:.1}x the median"))
+        ));
+    }
     let ended = match report.signal {
         Some(sig) => format!("killed by signal {sig}"),
         None => format!("exited with {}", report.child_exit_code),
@@ -1215,7 +1275,17 @@ mod tests {
             stop_requested_by: None,
             run_id: None,
             shadow: false,
-            cost: crate::cost::RunCost::default(),
+            cost: crate::cost::RunCost {
+                wall_s: 3.8,
+                cpu_seconds: 5.7,
+                mem_gb_seconds: Some(0.04),
+                mem_peak_bytes: Some(12 << 20),
+                io_read_bytes: Some(0),
+                io_write_bytes: Some(4096),
+                idle_fraction: 0.1,
+                price_per_cpu_hour: None,
+                cost: None,
+            },
             baseline: None,
         }
     }
@@ -1261,6 +1331,7 @@ mod tests {
         insta::assert_snapshot!(summary_lines(&r).join("\n"), @r"
         Runaway detected in 2.4 s: output loop (period 3, 57 repeats); stopped
         CPU peaked at 198% (average 150%), memory peaked at 12.0 MiB; captured 57 writes (4266 bytes), 0 counted only, 0 lost
+        Cost: 5.7 CPU-s, 0.04 GB-s memory (peak 12.0 MiB), 0 B read, 4.0 KiB written, 10% idle, 3.8 s wall
         Process stopped by sentry after 3.8 s (the command killed by signal 15; sentry exits with 124)
         ");
     }
@@ -1271,6 +1342,7 @@ mod tests {
         insta::assert_snapshot!(summary_lines(&healthy).join("\n"), @r"
         No runaway detected in 3.8 s
         CPU peaked at 198% (average 150%), memory peaked at 12.0 MiB; captured 57 writes (4266 bytes), 0 counted only, 0 lost
+        Cost: 5.7 CPU-s, 0.04 GB-s memory (peak 12.0 MiB), 0 B read, 4.0 KiB written, 10% idle, 3.8 s wall
         Process exited with 0 after 3.8 s
         ");
         let recovered = report(
@@ -1286,7 +1358,29 @@ mod tests {
         insta::assert_snapshot!(summary_lines(&recovered).join("\n"), @r"
         Runaway detected in 1.3 s: output loop (period 3, 61 repeats); restarted (restart 1 of 3)
         CPU peaked at 198% (average 150%), memory peaked at 12.0 MiB; captured 57 writes (4266 bytes), 0 counted only, 0 lost
+        Cost: 5.7 CPU-s, 0.04 GB-s memory (peak 12.0 MiB), 0 B read, 4.0 KiB written, 10% idle, 3.8 s wall
         Process recovered after 1 restart(s): the command exited with 0 after 3.8 s in all
+        ");
+    }
+
+    #[test]
+    fn summary_of_a_priced_run_against_its_baseline() {
+        let mut r = report(vec![], false, 0);
+        r.cost = r.cost.clone().priced(Some(0.36));
+        r.baseline = Some(crate::baseline::BaselineComparison::of(
+            crate::baseline::Baseline {
+                job_key: "cmd:make test".into(),
+                runs: 5,
+                median_wall_s: 1.9,
+                median_cpu_seconds: Some(2.85),
+                p90_wall_s: 2.1,
+            },
+            3.8,
+            5.7,
+        ));
+        insta::assert_snapshot!(summary_lines(&r)[2..4].join("\n"), @r"
+        Cost: 5.7 CPU-s, 0.04 GB-s memory (peak 12.0 MiB), 0 B read, 4.0 KiB written, 10% idle, 3.8 s wall, cost 0.0006 at 0.36 per CPU-hour
+        Against its baseline: 2.0x the median 1.9 s of 5 healthy run(s), CPU 2.0x the median
         ");
     }
 }

@@ -107,6 +107,16 @@ impl Watch {
 
     /// Feeds one sample and takes a decision; returns an escalation when the action rose.
     pub fn sample(&mut self, sample: &Sample) -> Option<Escalation> {
+        self.sample_with(sample, None)
+    }
+
+    /// Like [`Watch::sample`], with findings of detectors that live outside the watch (the
+    /// regression detector, which outlives restarts) weighed in with the rest.
+    pub fn sample_with(
+        &mut self,
+        sample: &Sample,
+        extra: impl IntoIterator<Item = Finding>,
+    ) -> Option<Escalation> {
         let mut progress = self.pipeline.progress_signals();
         // A repeating shape whose values advance scores near zero: that is not a loop.
         let looping = self
@@ -123,6 +133,7 @@ impl Watch {
         if let Some(f) = self.pipeline.current_finding() {
             findings.push(f.clone());
         }
+        findings.extend(extra);
         let decision = self.engine.decide(sample.at, &findings);
         let escalated = decision.action != Action::Continue && decision.action > self.last_action;
         self.last_action = decision.action;
