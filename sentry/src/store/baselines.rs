@@ -9,7 +9,8 @@ use utoipa::ToSchema;
 use super::{Store, StoreError};
 use crate::baseline::Baseline;
 
-/// The SQL condition of a healthy run, on the `runs` table.
+/// The SQL condition of a healthy run, on the `runs` table. A run's wall time is the one its
+/// sentry measured (`wall_s`), or its recorded start to end for runs stored without it.
 const HEALTHY: &str = "status = 'exited' AND runaway = 0 AND coalesce(exit_code, 0) = 0 \
                        AND ended_at IS NOT NULL";
 
@@ -63,7 +64,8 @@ impl Store {
     /// it has none. One indexed range read of at most `history` rows.
     pub fn baseline(&self, job_key: &str, history: u32) -> Result<Option<Baseline>, StoreError> {
         let sql = format!(
-            "SELECT ended_at - started_at, cpu_seconds FROM runs INDEXED BY runs_by_job_end \
+            "SELECT coalesce(wall_s, ended_at - started_at), cpu_seconds FROM runs \
+             INDEXED BY runs_by_job_end \
              WHERE job_key = ?1 AND {HEALTHY} ORDER BY ended_at DESC LIMIT ?2"
         );
         let mut stmt = self
@@ -104,7 +106,8 @@ impl Store {
             let baseline = self.baseline(&job_key, history)?;
             let (last_status, last_wall_s) = conn
                 .query_row(
-                    "SELECT status, coalesce(ended_at, ?2) - started_at FROM runs WHERE id = ?1",
+                    "SELECT status, coalesce(wall_s, coalesce(ended_at, ?2) - started_at) FROM runs \
+                     WHERE id = ?1",
                     params![last_run_id, now],
                     |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<f64>>(1)?)),
                 )

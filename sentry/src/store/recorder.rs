@@ -805,14 +805,16 @@ fn write_batch(store: &mut Store, run_id: i64, batch: &[Msg]) -> Result<(), Stor
                 if let Some(cost) = &end.cost {
                     tx.execute(
                         "UPDATE runs SET mem_gb_seconds = ?1, io_read_bytes = ?2, \
-                         io_write_bytes = ?3, idle_fraction = ?4, cost = ?5 WHERE id = ?6",
+                         io_write_bytes = ?3, idle_fraction = ?4, cost = ?5, wall_s = ?7 \
+                         WHERE id = ?6",
                         params![
                             cost.mem_gb_seconds,
                             cost.io_read_bytes,
                             cost.io_write_bytes,
                             cost.idle_fraction,
                             cost.cost,
-                            run_id
+                            run_id,
+                            cost.wall_s
                         ],
                     )
                     .map_err(err)?;

@@ -150,6 +150,7 @@ const MIGRATIONS: &[&str] = &[
     // price per CPU-hour, money), whether it ran in shadow mode, and shadow incidents (what
     // enforcement would have done). Baselines read a job key's recent healthy runs.
     r#"
+    ALTER TABLE runs ADD COLUMN wall_s         REAL;
     ALTER TABLE runs ADD COLUMN mem_gb_seconds REAL;
     ALTER TABLE runs ADD COLUMN io_read_bytes  INTEGER;
     ALTER TABLE runs ADD COLUMN io_write_bytes INTEGER;
