@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
+/// How long [`RunTree::kill_all`] waits before it believes a first look that found nothing.
+const EMPTY_RECHECK: Duration = Duration::from_millis(20);
+
 /// Environment variable that marks the processes of a run: `<sentry pid>.<run number>`.
 pub const RUN_MARKER_VAR: &str = "SENTRY_RUN_MARKER";
 
@@ -235,6 +238,7 @@ impl<T: ProcessTable> RunTree<T> {
     pub fn kill_all(&self, patience: Duration) -> usize {
         let deadline = Instant::now() + patience;
         let mut first = None;
+        let mut confirmed_empty = false;
         loop {
             let live = {
                 let mut state = self.lock();
@@ -250,9 +254,17 @@ impl<T: ProcessTable> RunTree<T> {
                 let _ = self.reap_orphans(&mut state, &members);
                 live
             };
-            first.get_or_insert(live);
+            // A first look that finds nothing is taken once more a moment later: an orphan
+            // that is between fork and exec as the leader ends has an empty environment for
+            // an instant, so the marker that makes it a member cannot be read yet.
+            if live == 0 && first.is_none() && !confirmed_empty {
+                confirmed_empty = true;
+                std::thread::sleep(EMPTY_RECHECK);
+                continue;
+            }
+            let first_live = *first.get_or_insert(live);
             if live == 0 || Instant::now() >= deadline {
-                return first.unwrap_or(0);
+                return first_live;
             }
             std::thread::sleep(Duration::from_millis(2));
         }
