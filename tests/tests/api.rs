@@ -27,6 +27,7 @@ const METHODS: &[&str] = &["GET", "POST", "PUT", "DELETE", "PATCH"];
 const EXPECTED_ROUTES: &[(&str, &str)] = &[
     ("GET", "/"),
     ("GET", "/audit"),
+    ("GET", "/baselines"),
     ("GET", "/healthz"),
     ("GET", "/incidents"),
     ("GET", "/metrics"),
