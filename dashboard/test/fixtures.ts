@@ -24,6 +24,7 @@ export const run: RunRow = {
   cpu_seconds: 3.5,
   output_lines: 240,
   job_key: 'cmd:sh -c while true; do echo retrying; done',
+  shadow: false,
 };
 
 export const incident: IncidentRow = {

@@ -119,11 +119,19 @@ impl DecisionEngine {
         // already been served, and waiting once more would only delay a stop past the window
         // the user asked for (`--window`). Other findings (a loop that may be a blip, a single
         // memory sample) still have to persist.
-        let windowed = a.leading == Some(FindingKind::CpuBurn)
-            && a.findings.iter().any(|f| {
+        //
+        // The no-output timeout is the same kind of verdict: silence and idleness held for the
+        // whole timeout the user gave. It acts at the first evaluation that sees it, so a job
+        // is stopped at most one sample interval after the timeout, never a persistence span
+        // later.
+        let windowed = match a.leading {
+            Some(FindingKind::CpuBurn) => a.findings.iter().any(|f| {
                 f.kind == FindingKind::CpuBurn
                     && matches!(&f.evidence, Evidence::Resource(r) if r.window_s >= secs(persist_s))
-            });
+            }),
+            Some(FindingKind::NoOutput) => true,
+            _ => false,
+        };
         let persisted = |i: usize, streaks: &[Option<Streak>; 3]| {
             streaks[i].is_some_and(|s| {
                 windowed
