@@ -641,3 +641,36 @@ fn a_silent_idle_job_is_stopped_at_the_no_output_timeout() {
     );
     drop(cg);
 }
+
+#[test]
+fn a_stalled_job_is_alerted_on_and_left_running() {
+    require_kernel_mode!();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sentry.db");
+    // The built-in stall detector (alert level), with a short idle time for the test.
+    let policy = dir.path().join("policy.toml");
+    fs::write(&policy, "[stall]\nidle_s = 3\n").unwrap();
+    let (cg, mut child, rel, watch) = watch_named_cgroup(
+        "stall",
+        "sleep 600",
+        &db,
+        &["--action", "kill", "--policy", policy.to_str().unwrap()],
+    );
+    wait_for("a stall alert", Duration::from_secs(15), || {
+        !incidents_of(&db, &rel).is_empty()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "a stall is an alert, not a kill"
+    );
+    let stderr = stop_watch(watch);
+    assert_eq!(
+        incidents_of(&db, &rel),
+        [("stall".to_string(), "alert".to_string())],
+        "{stderr}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(cg);
+}

@@ -318,6 +318,26 @@ mod tests {
     }
 
     #[test]
+    fn the_no_output_timeout_acts_at_its_first_evaluation() {
+        // The finding is a verdict over the whole timeout: waiting for persistence would stop
+        // the job seconds past the limit the user gave.
+        let mut e = DecisionEngine::new(Policy::default());
+        let mut f = finding(FindingKind::NoOutput, 1.0);
+        f.evidence = Evidence::Resource(ResourceEvidence {
+            metric: "silent_s".into(),
+            value: 3.0,
+            threshold: 3.0,
+            window_s: 3.0,
+        });
+        let ds = feed(&mut e, 0, 2, &[f.clone(), finding(FindingKind::Stall, 0.5)]);
+        assert_eq!(actions(&ds), [Action::Kill, Action::Kill]);
+        let mut policy = Policy::default();
+        policy.actions.no_output.high = Some(Action::Alert);
+        let mut e = DecisionEngine::new(policy);
+        assert_eq!(actions(&feed(&mut e, 0, 1, &[f])), [Action::Alert]);
+    }
+
+    #[test]
     fn loop_alone_kills_only_when_the_loop_detector_is_sure() {
         let mut e = DecisionEngine::new(Policy::default());
         let ds = feed(&mut e, 0, 10, &[finding(FindingKind::OutputLoop, 0.7)]);

@@ -1352,6 +1352,34 @@ mod tests {
     }
 
     #[test]
+    fn summary_of_a_shadow_run_says_what_would_have_been_done() {
+        let mut alert = loop_incident(
+            Action::Alert,
+            1.1,
+            9,
+            "shadow: alerted; the command was left running",
+        );
+        alert.shadow = true;
+        let mut kill = loop_incident(
+            Action::Kill,
+            2.4,
+            57,
+            "shadow: would have stopped the command after 2.4 s; nothing was done",
+        );
+        kill.shadow = true;
+        let mut r = report(vec![alert, kill], false, 0);
+        r.shadow = true;
+        r.exit_code = 3;
+        r.child_exit_code = 3;
+        r.would_have_stopped_after_s = Some(2.4);
+        insta::assert_snapshot!(summary_lines(&r).join("\n"), @r"
+        Shadow mode: would have stopped the command after 2.4 s (output loop, period 3, 57 repeats); nothing was done
+        CPU peaked at 198% (average 150%), memory peaked at 12.0 MiB; captured 57 writes (4266 bytes), 0 counted only, 0 lost
+        Process exited with 3 after 3.8 s
+        ");
+    }
+
+    #[test]
     fn summary_of_a_healthy_run_and_of_a_recovery() {
         let healthy = report(vec![], false, 0);
         insta::assert_snapshot!(summary_lines(&healthy).join("\n"), @r"
