@@ -529,3 +529,148 @@ fn the_dashboard_can_pause_resume_and_stop_a_watched_job() {
     let _ = runner.kill();
     let _ = runner.wait();
 }
+
+/// Starts `body` in a fresh test cgroup and `sentry watch --cgroup` on it with `extra`.
+fn watch_named_cgroup(
+    name: &str,
+    body: &str,
+    db: &Path,
+    extra: &[&str],
+) -> (TestCgroup, Child, String, Watching) {
+    let cg = TestCgroup::new(name);
+    let child = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "echo $$ > {}/cgroup.procs; exec sh -c '{body}' > /dev/null",
+                cg.0.display()
+            ),
+        ])
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the process to enter the cgroup",
+        Duration::from_secs(5),
+        || fs::read_to_string(cg.0.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty()),
+    );
+    let rel =
+        cg.0.strip_prefix(cgroup2_root())
+            .unwrap()
+            .display()
+            .to_string();
+    let watch = Watching(
+        Command::new(sentry_bin())
+            .args(["watch", "--cgroup", &rel, "--port", "0", "--db"])
+            .arg(db)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    (cg, child, rel, watch)
+}
+
+#[test]
+fn shadow_mode_records_what_kill_would_do_and_signals_nothing() {
+    require_kernel_mode!();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sentry.db");
+    let (cg, mut child, rel, watch) =
+        watch_named_cgroup("shadow", LOOP_JOB, &db, &["--shadow", "--action", "kill"]);
+    wait_for("a shadow kill", Duration::from_secs(20), || {
+        incidents_of(&db, &rel).iter().any(|(_, a)| a == "kill")
+    });
+    // Nothing was signalled: the loop runs on.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the job was stopped in shadow mode"
+    );
+    let stderr = stop_watch(watch);
+    assert!(
+        stderr.contains("(shadow)") && stderr.contains("would have killed it"),
+        "{stderr}"
+    );
+    let conn = Connection::open(&db).unwrap();
+    let (kind, shadow, outcome): (String, bool, String) = conn
+        .query_row(
+            "SELECT kind, shadow, outcome FROM incidents WHERE action = 'kill'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((kind.as_str(), shadow), ("output_loop", true), "{stderr}");
+    assert!(outcome.contains("would have stopped"), "{outcome}");
+    let (run_shadow, status): (bool, String) = conn
+        .query_row(
+            "SELECT shadow, status FROM runs WHERE kind = 'watch'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert!(run_shadow, "runs.shadow");
+    assert_ne!(status, "stopped", "{stderr}");
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(cg);
+}
+
+#[test]
+fn a_silent_idle_job_is_stopped_at_the_no_output_timeout() {
+    require_kernel_mode!();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sentry.db");
+    let (cg, mut child, rel, watch) = watch_named_cgroup(
+        "silent",
+        "sleep 600",
+        &db,
+        &["--action", "kill", "--no-output-timeout", "3s"],
+    );
+    wait_for(
+        "the silent job to be stopped",
+        Duration::from_secs(15),
+        || child.try_wait().unwrap().is_some(),
+    );
+    let stderr = stop_watch(watch);
+    assert_eq!(
+        incidents_of(&db, &rel),
+        [("no_output".to_string(), "kill".to_string())],
+        "{stderr}"
+    );
+    drop(cg);
+}
+
+#[test]
+fn a_stalled_job_is_alerted_on_and_left_running() {
+    require_kernel_mode!();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("sentry.db");
+    // The built-in stall detector (alert level), with a short idle time for the test.
+    let policy = dir.path().join("policy.toml");
+    fs::write(&policy, "[stall]\nidle_s = 3\n").unwrap();
+    let (cg, mut child, rel, watch) = watch_named_cgroup(
+        "stall",
+        "sleep 600",
+        &db,
+        &["--action", "kill", "--policy", policy.to_str().unwrap()],
+    );
+    wait_for("a stall alert", Duration::from_secs(15), || {
+        !incidents_of(&db, &rel).is_empty()
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "a stall is an alert, not a kill"
+    );
+    let stderr = stop_watch(watch);
+    assert_eq!(
+        incidents_of(&db, &rel),
+        [("stall".to_string(), "alert".to_string())],
+        "{stderr}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(cg);
+}

@@ -75,6 +75,15 @@ pub struct RunArgs {
     /// it, the tree gets the --action.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_memory: Option<u64>,
+    /// Stop the command (the --action) when it has written nothing AND made no CPU or I/O
+    /// progress for DUR (e.g. 90s, 10m, 1h; plain numbers are seconds). A silent job that
+    /// computes, compresses or writes files is left alone. Off by default.
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
+    pub no_output_timeout: Option<String>,
+    /// Shadow mode: decide and record everything as if enforcing, but never signal, pause,
+    /// kill or restart the command; incidents say what would have been done.
+    #[arg(long)]
+    pub shadow: bool,
     /// How many times --action restart may restart the command before giving up.
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub max_restarts: u32,
@@ -174,7 +183,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         },
         retain_days: args.retain_days,
         notify: args.notify.enabled_config(),
-        shadow: false,
+        shadow: args.shadow,
         price_per_cpu_hour: args.price_per_cpu_hour,
         job_key: args.job_key,
     };
@@ -206,6 +215,7 @@ fn apply_flags(mut policy: Policy, args: &RunArgs) -> Result<Policy, String> {
                 &mut policy.actions.memory_growth,
                 &mut policy.actions.stall,
                 &mut policy.actions.fork_storm,
+                &mut policy.actions.no_output,
             ] {
                 if per_kind.high.is_some() {
                     per_kind.high = Some(a);
@@ -237,6 +247,11 @@ fn apply_flags(mut policy: Policy, args: &RunArgs) -> Result<Policy, String> {
         policy.memory.limit_bytes = Some(limit);
         policy.actions.memory_growth.medium = Some(strong);
         policy.actions.memory_growth.high = Some(strong);
+    }
+    if let Some(text) = &args.no_output_timeout {
+        let secs = crate::detect::no_output::parse_duration(text)
+            .map_err(|e| format!("--no-output-timeout {e}"))?;
+        policy.no_output.timeout_s = Some(secs);
     }
     let problems = policy.problems();
     if let Some((key, problem)) = problems.first() {

@@ -45,6 +45,14 @@ pub struct WatchArgs {
     /// `pause`, which act on exactly the job's processes (never the runner or other jobs).
     #[arg(long, value_enum, default_value = "alert")]
     pub action: WatchAction,
+    /// Shadow mode: decide and record as if enforcing --action, but never signal a job;
+    /// incidents say what would have been done.
+    #[arg(long)]
+    pub shadow: bool,
+    /// Stop (under --action) a job that has written nothing AND made no CPU or I/O progress
+    /// for DUR (e.g. 90s, 10m, 1h; plain numbers are seconds), as for `sentry run`.
+    #[arg(long, value_name = "DUR", allow_hyphen_values = true)]
+    pub no_output_timeout: Option<String>,
     /// Detection policy file (TOML), as for `sentry run`.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
@@ -118,13 +126,19 @@ pub fn run(args: WatchArgs) -> ExitCode {
             ));
         }
     }
-    let policy = match &args.policy {
+    let mut policy = match &args.policy {
         Some(path) => match Policy::from_toml_file(path) {
             Ok(policy) => policy,
             Err(err) => return fail(err.to_string()),
         },
         None => Policy::default(),
     };
+    if let Some(text) = &args.no_output_timeout {
+        match crate::detect::no_output::parse_duration(text) {
+            Ok(secs) => policy.no_output.timeout_s = Some(secs),
+            Err(err) => return fail(format!("--no-output-timeout {err}")),
+        }
+    }
     let db = match (&args.db, args.no_db) {
         (_, true) => None,
         (Some(p), false) => Some(p.clone()),
@@ -166,6 +180,7 @@ pub fn run(args: WatchArgs) -> ExitCode {
         units: args.units,
         discover_ci: args.discover == Some(Discover::Ci),
         action: args.action,
+        shadow: args.shadow,
         policy,
         sample_interval: Duration::from_secs_f64(args.sample_interval),
         capture_budget_per_s: args.capture_budget,

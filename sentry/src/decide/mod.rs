@@ -119,11 +119,19 @@ impl DecisionEngine {
         // already been served, and waiting once more would only delay a stop past the window
         // the user asked for (`--window`). Other findings (a loop that may be a blip, a single
         // memory sample) still have to persist.
-        let windowed = a.leading == Some(FindingKind::CpuBurn)
-            && a.findings.iter().any(|f| {
+        //
+        // The no-output timeout is the same kind of verdict: silence and idleness held for the
+        // whole timeout the user gave. It acts at the first evaluation that sees it, so a job
+        // is stopped at most one sample interval after the timeout, never a persistence span
+        // later.
+        let windowed = match a.leading {
+            Some(FindingKind::CpuBurn) => a.findings.iter().any(|f| {
                 f.kind == FindingKind::CpuBurn
                     && matches!(&f.evidence, Evidence::Resource(r) if r.window_s >= secs(persist_s))
-            });
+            }),
+            Some(FindingKind::NoOutput) => true,
+            _ => false,
+        };
         let persisted = |i: usize, streaks: &[Option<Streak>; 3]| {
             streaks[i].is_some_and(|s| {
                 windowed
@@ -307,6 +315,26 @@ mod tests {
             actions(&ds),
             [Action::Continue, Action::Continue, Action::Alert]
         );
+    }
+
+    #[test]
+    fn the_no_output_timeout_acts_at_its_first_evaluation() {
+        // The finding is a verdict over the whole timeout: waiting for persistence would stop
+        // the job seconds past the limit the user gave.
+        let mut e = DecisionEngine::new(Policy::default());
+        let mut f = finding(FindingKind::NoOutput, 1.0);
+        f.evidence = Evidence::Resource(ResourceEvidence {
+            metric: "silent_s".into(),
+            value: 3.0,
+            threshold: 3.0,
+            window_s: 3.0,
+        });
+        let ds = feed(&mut e, 0, 2, &[f.clone(), finding(FindingKind::Stall, 0.5)]);
+        assert_eq!(actions(&ds), [Action::Kill, Action::Kill]);
+        let mut policy = Policy::default();
+        policy.actions.no_output.high = Some(Action::Alert);
+        let mut e = DecisionEngine::new(policy);
+        assert_eq!(actions(&feed(&mut e, 0, 1, &[f])), [Action::Alert]);
     }
 
     #[test]

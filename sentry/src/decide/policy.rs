@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::detect::cpu::CpuBurnConfig;
 use crate::detect::fork::ForkStormConfig;
 use crate::detect::memory::MemoryGrowthConfig;
+use crate::detect::no_output::{NoOutputConfig, MAX_TIMEOUT_S};
 use crate::detect::regression::RegressionConfig;
 use crate::detect::resource::ResourceDetectors;
 use crate::detect::stall::StallConfig;
@@ -40,6 +41,8 @@ pub struct Policy {
     pub fork: ForkStormConfig,
     /// Regression against the job's learned baseline (`[regression]`).
     pub regression: RegressionConfig,
+    /// The no-output timeout (`[no_output]`), off unless `timeout_s` is set.
+    pub no_output: NoOutputConfig,
 }
 
 /// Confidence levels, each the lower bound of its band (0..1).
@@ -333,6 +336,9 @@ impl Policy {
             self.stall.clone(),
             self.fork.clone(),
         )
+        // The stall detector's idle floor is the no-output timeout's too: one definition of
+        // "no CPU progress".
+        .with_no_output(&self.no_output, self.stall.cpu_pct)
     }
 
     /// Checks ranges and orderings serde cannot express; returns `(key, message)` pairs.
@@ -394,6 +400,9 @@ impl Policy {
         positive("fork.window_s", self.fork.window_s, DAY);
         positive("regression.factor", self.regression.factor, 1e6);
         positive("regression.stuck_factor", self.regression.stuck_factor, 1e6);
+        if let Some(t) = self.no_output.timeout_s {
+            positive("no_output.timeout_s", t, MAX_TIMEOUT_S);
+        }
 
         let mut non_negative = |key: &'static str, v: f64, max: f64| {
             if !(v >= 0.0 && v <= max) {
@@ -653,6 +662,36 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(missing.contains("cannot read policy file"), "{missing}");
+    }
+
+    #[test]
+    fn the_no_output_timeout_is_off_by_default_and_read_from_its_section() {
+        assert_eq!(Policy::default().no_output.timeout_s, None);
+        let p = Policy::from_toml_str("[no_output]\ntimeout_s = 90\n")
+            .unwrap_or_else(|e| panic!("valid policy rejected: {e}"));
+        assert_eq!(p.no_output.timeout_s, Some(90.0));
+        assert_eq!(
+            p.actions
+                .for_level(Level::High, Some(FindingKind::NoOutput)),
+            Action::Kill,
+            "the user's own timeout stops the job by default"
+        );
+        let (line, key, message) = err("[no_output]\n\ntimeout_s = 0\n");
+        assert_eq!(
+            (line, key.as_deref()),
+            (Some(3), Some("no_output.timeout_s"))
+        );
+        assert!(message.contains("above 0"), "{message}");
+        let (_, key, message) = err("[no_output]\ntimeout = 5\n");
+        assert_eq!(key.as_deref(), Some("no_output.timeout"));
+        assert!(message.contains("timeout_s"), "{message}");
+        let p = Policy::from_toml_str("[actions.no_output]\nhigh = \"alert\"\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            p.actions
+                .for_level(Level::High, Some(FindingKind::NoOutput)),
+            Action::Alert
+        );
     }
 
     #[test]

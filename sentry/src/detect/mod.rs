@@ -6,13 +6,14 @@
 //! [`normalize`] turns each line into a template with typed placeholders, and
 //! [`output_loop`] looks for periodic template sequences and weighs progress against
 //! repetition; [`OutputPipeline`] chains them. The resource detectors ([`cpu`], [`memory`],
-//! [`stall`], [`fork`]) read samples. This module decides nothing: `decide` turns findings
+//! [`stall`], [`fork`]) and the user's [`no_output`] timeout read samples. This module decides nothing: `decide` turns findings
 //! into actions.
 
 pub mod cpu;
 pub mod fork;
 pub mod lines;
 pub mod memory;
+pub mod no_output;
 pub mod normalize;
 #[path = "loop.rs"]
 pub mod output_loop;

@@ -1,9 +1,11 @@
-//! The four resource detectors run side by side over one sample stream, so the supervisor
-//! feeds each sample once and gets back every finding it produced.
+//! The resource detectors (and the no-output timeout, which reads the same samples) run side
+//! by side over one sample stream, so the supervisor feeds each sample once and gets back
+//! every finding it produced.
 
 use crate::detect::cpu::{CpuBurnConfig, CpuBurnDetector};
 use crate::detect::fork::{ForkStormConfig, ForkStormDetector};
 use crate::detect::memory::{MemoryGrowthConfig, MemoryGrowthDetector};
+use crate::detect::no_output::{NoOutputConfig, NoOutputDetector};
 use crate::detect::progress::ProgressSignals;
 use crate::detect::stall::{StallConfig, StallDetector};
 use crate::model::{Finding, Sample};
@@ -15,10 +17,11 @@ pub struct ResourceDetectors {
     memory: MemoryGrowthDetector,
     stall: StallDetector,
     fork: ForkStormDetector,
+    no_output: NoOutputDetector,
 }
 
 impl ResourceDetectors {
-    /// All four detectors with the given thresholds.
+    /// All four detectors with the given thresholds (the no-output timeout off).
     pub fn new(
         cpu: CpuBurnConfig,
         memory: MemoryGrowthConfig,
@@ -30,17 +33,25 @@ impl ResourceDetectors {
             memory: MemoryGrowthDetector::new(memory),
             stall: StallDetector::new(stall),
             fork: ForkStormDetector::new(fork),
+            no_output: NoOutputDetector::new(&NoOutputConfig::default(), 0.0),
         }
     }
 
+    /// Adds the no-output timeout: CPU at or above `cpu_floor_pct` counts as progress.
+    pub fn with_no_output(mut self, config: &NoOutputConfig, cpu_floor_pct: f64) -> Self {
+        self.no_output = NoOutputDetector::new(config, cpu_floor_pct);
+        self
+    }
+
     /// Feeds one sample (and the progress counters at the same moment) to every detector and
-    /// returns the findings they raised, in a fixed order (CPU, memory, stall, fork).
+    /// returns the findings they raised, in a fixed order (CPU, memory, stall, fork, no output).
     pub fn observe(&mut self, sample: &Sample, progress: &ProgressSignals) -> Vec<Finding> {
         [
             self.cpu.observe(sample, progress),
             self.memory.observe(sample),
             self.stall.observe(sample, progress),
             self.fork.observe(sample),
+            self.no_output.observe(sample, progress),
         ]
         .into_iter()
         .flatten()
@@ -53,6 +64,7 @@ impl ResourceDetectors {
         self.memory.reset();
         self.stall.reset();
         self.fork.reset();
+        self.no_output.reset();
     }
 }
 

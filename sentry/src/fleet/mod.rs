@@ -52,6 +52,8 @@ pub struct WatchOptions {
     pub discover_ci: bool,
     /// The strongest action allowed.
     pub action: WatchAction,
+    /// Shadow mode: decide and record as if enforcing `action`, but never signal a job.
+    pub shadow: bool,
     /// Detection thresholds and decision rules.
     pub policy: Policy,
     /// Time between samples of each job.

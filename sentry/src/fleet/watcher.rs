@@ -336,12 +336,17 @@ pub fn watch(options: &WatchOptions) -> Result<WatchSummary, WatchError> {
             )
             .collect();
         say!(
-            "sentry watch: watching {}; action {}; {}",
+            "sentry watch: watching {}; action {}{}; {}",
             what.join(", "),
             match options.action {
                 WatchAction::Alert => "alert (add --action kill or pause to act)",
                 WatchAction::Kill => "kill",
                 WatchAction::Pause => "pause",
+            },
+            if options.shadow {
+                " in shadow mode (recorded, nothing is signalled)"
+            } else {
+                ""
             },
             if fleet.probe.is_some() {
                 "output captured by eBPF"
@@ -648,6 +653,7 @@ impl Fleet<'_> {
                 retain_days: Some(self.options.retain_days),
                 labels: labels.clone(),
                 job_key: Some(job_key.clone()),
+                shadow: self.options.shadow,
             };
             match Recorder::start(path, &run) {
                 Ok(mut r) => {
@@ -879,6 +885,7 @@ impl Fleet<'_> {
             }
         };
         let action = self.options.action;
+        let shadow = self.options.shadow;
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
@@ -968,7 +975,7 @@ impl Fleet<'_> {
         let Some(esc) = escalation else {
             return;
         };
-        let incident = carry_out(job, &esc, action);
+        let incident = carry_out(job, &esc, action, shadow);
         if let Some(r) = &job.recorder {
             r.incident(&incident);
         }
@@ -1164,12 +1171,16 @@ fn record_cgroup(record: &[u8]) -> Option<u64> {
     Some(u64::from_ne_bytes(bytes))
 }
 
-/// Carries out an escalation on a watched job within what `--action` allows.
-fn carry_out(job: &mut Job, esc: &Escalation, allowed: WatchAction) -> Incident {
+/// Carries out an escalation on a watched job within what `--action` allows; in shadow mode
+/// only records what that would have been.
+fn carry_out(job: &mut Job, esc: &Escalation, allowed: WatchAction, shadow: bool) -> Incident {
     let at = esc.decision.at.as_secs_f64();
     let what = esc.headline();
-    let control: Arc<dyn TreeControl> = job.control.clone();
     let strong = matches!(esc.action, Action::Kill | Action::Restart | Action::Pause);
+    if shadow {
+        return shadow_incident(job, esc, allowed, strong);
+    }
+    let control: Arc<dyn TreeControl> = job.control.clone();
     let (taken, outcome) = match (strong, allowed, esc.action) {
         (false, _, _) | (true, WatchAction::Alert, _) => {
             let outcome = if strong {
@@ -1211,6 +1222,44 @@ fn carry_out(job: &mut Job, esc: &Escalation, allowed: WatchAction) -> Incident 
         }
     };
     esc.incident(taken, outcome, 1)
+}
+
+/// What `carry_out` would have done under `--action`, recorded as a shadow incident; the
+/// job's processes are not signalled.
+fn shadow_incident(job: &Job, esc: &Escalation, allowed: WatchAction, strong: bool) -> Incident {
+    let at = esc.decision.at.as_secs_f64();
+    let what = esc.headline();
+    let would = match (strong, allowed, esc.action) {
+        (false, _, _) | (true, WatchAction::Alert, _) => Action::Alert,
+        (true, WatchAction::Pause, _) | (true, WatchAction::Kill, Action::Pause) => Action::Pause,
+        (true, WatchAction::Kill, _) => Action::Kill,
+    };
+    let outcome = match would {
+        Action::Pause => {
+            say!(
+                "sentry watch (shadow): {}: would have paused it after {at:.1} s: {what}",
+                job.name
+            );
+            format!("shadow: would have paused the job after {at:.1} s; nothing was done")
+        }
+        Action::Kill => {
+            say!(
+                "sentry watch (shadow): {}: would have killed it after {at:.1} s: {what}",
+                job.name
+            );
+            format!("shadow: would have stopped the job after {at:.1} s; nothing was done")
+        }
+        _ => {
+            say!(
+                "sentry watch (shadow): {}: alert after {at:.1} s: {what}",
+                job.name
+            );
+            "shadow: alerted; the job was left running".to_string()
+        }
+    };
+    let mut incident = esc.incident(would, outcome, 1);
+    incident.shadow = true;
+    incident
 }
 
 #[cfg(test)]

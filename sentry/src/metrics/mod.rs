@@ -132,7 +132,8 @@ fn write_store(out: &mut String, m: &StoreMetrics) {
         out,
         "sentry_incidents_total",
         "counter",
-        "Incidents recorded, by finding kind and action taken.",
+        "Incidents recorded, by finding kind and action taken (shadow-mode incidents are \
+         counted in sentry_shadow_actions_total instead).",
     );
     let mut by_action: BTreeMap<&str, u64> = BTreeMap::new();
     for (kind, action, n) in &m.incidents_by_kind_action {
@@ -147,13 +148,27 @@ fn write_store(out: &mut String, m: &StoreMetrics) {
         out,
         "sentry_actions_total",
         "counter",
-        "Actions taken on runaways (incidents by the action taken).",
+        "Actions taken on runaways (incidents by the action taken; shadow mode excluded).",
     );
     for (action, n) in by_action {
         let _ = writeln!(
             out,
             "sentry_actions_total{} {n}",
             labels(&[("action", action)])
+        );
+    }
+    header(
+        out,
+        "sentry_shadow_actions_total",
+        "counter",
+        "Actions shadow mode (--shadow) would have taken, by finding kind and action; nothing \
+         was done to the job.",
+    );
+    for (kind, action, n) in &m.shadow_incidents_by_kind_action {
+        let _ = writeln!(
+            out,
+            "sentry_shadow_actions_total{} {n}",
+            labels(&[("action", action), ("kind", kind)])
         );
     }
     header(
@@ -391,6 +406,7 @@ mod tests {
                 ("cpu_burn".into(), "kill".into(), 1),
                 ("output_loop".into(), "kill".into(), 2),
             ],
+            shadow_incidents_by_kind_action: vec![("output_loop".into(), "kill".into(), 4)],
             decisions_by_action: vec![("kill".into(), 3)],
             jobs: vec![
                 JobMetrics {
@@ -467,6 +483,7 @@ mod tests {
             "sentry_runs",
             "sentry_incidents_total",
             "sentry_actions_total",
+            "sentry_shadow_actions_total",
             "sentry_decisions_total",
             "sentry_job_cpu_seconds_total",
             "sentry_job_memory_peak_bytes",
@@ -526,6 +543,10 @@ mod tests {
         let text = render(&sample(), None);
         assert!(
             text.contains("sentry_actions_total{action=\"kill\"} 3\n"),
+            "shadow incidents must not count as kills: {text}"
+        );
+        assert!(
+            text.contains("sentry_shadow_actions_total{action=\"kill\",kind=\"output_loop\"} 4\n"),
             "{text}"
         );
         assert!(

@@ -81,6 +81,16 @@ pub fn severity(action: Action) -> &'static str {
     }
 }
 
+/// An incident's severity: as [`severity`] for its action, but at most `warning` for a
+/// shadow-mode incident, since nothing was done to the job.
+pub fn incident_severity(incident: &Incident) -> &'static str {
+    if incident.shadow {
+        "warning"
+    } else {
+        severity(incident.action)
+    }
+}
+
 /// The job's name: its `job` label, else the command's program name.
 pub fn job_name(job: &JobRef) -> String {
     if let Some(name) = job.labels.get("job").filter(|n| !n.is_empty()) {
@@ -149,7 +159,7 @@ pub fn alert_labels(ctx: &Context, job: &JobRef, incident: &Incident) -> BTreeMa
         ("kind".to_string(), kind),
         (
             "severity".to_string(),
-            severity(incident.action).to_string(),
+            incident_severity(incident).to_string(),
         ),
         ("job".to_string(), job_name(job)),
         ("host".to_string(), ctx.host.clone()),
@@ -159,6 +169,11 @@ pub fn alert_labels(ctx: &Context, job: &JobRef, incident: &Incident) -> BTreeMa
     }
     if let Some(id) = job.run_id {
         labels.insert("run_id".to_string(), id.to_string());
+    }
+    if incident.shadow {
+        // A label, so that routes can send shadow alerts elsewhere (or silence them) and a
+        // shadow alert never groups with the enforced alert of the same job.
+        labels.insert("shadow".to_string(), "true".to_string());
     }
     labels
 }
@@ -192,7 +207,7 @@ pub fn alertmanager_alert(
 fn incident_json(incident: &Incident) -> Value {
     let mut value = serde_json::to_value(incident).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut value {
-        map.insert("severity".into(), severity(incident.action).into());
+        map.insert("severity".into(), incident_severity(incident).into());
         map.insert(
             "excerpt".into(),
             evidence_excerpt(&incident.evidence).into(),
@@ -218,7 +233,8 @@ fn envelope(ctx: &Context, kind: &str, job: &JobRef, at: SystemTime) -> Value {
 /// The webhook event of an incident (`type: incident`).
 pub fn webhook_incident(ctx: &Context, job: &JobRef, incident: &Incident, at: SystemTime) -> Value {
     let mut event = envelope(ctx, "incident", job, at);
-    event["severity"] = severity(incident.action).into();
+    event["severity"] = incident_severity(incident).into();
+    event["shadow"] = incident.shadow.into();
     event["incident"] = incident_json(incident);
     event
 }
@@ -248,14 +264,15 @@ pub fn webhook_resolved(ctx: &Context, job: &JobRef, end: &RunEnd, at: SystemTim
 /// A Slack incoming-webhook message for an incident: `text` (notifications, and clients
 /// without blocks) and two blocks.
 pub fn slack_incident(ctx: &Context, job: &JobRef, incident: &Incident) -> Value {
-    let icon = if severity(incident.action) == "critical" {
+    let icon = if incident_severity(incident) == "critical" {
         ":rotating_light:"
     } else {
         ":warning:"
     };
     let run_url = ctx.run_url(job.run_id);
     let text = format!(
-        "{icon} sentry: {} in {} on {}: {}",
+        "{icon} sentry{}: {} in {} on {}: {}",
+        if incident.shadow { " (shadow)" } else { "" },
         incident.kind.label(),
         job_name(job),
         ctx.host,
@@ -423,6 +440,32 @@ mod tests {
         assert_eq!(
             httpdate::fmt_http_date(leap),
             "Tue, 29 Feb 2000 00:00:00 GMT"
+        );
+    }
+
+    #[test]
+    fn shadow_incidents_are_marked_and_never_critical() {
+        let mut shadow = incident(Action::Kill);
+        shadow.shadow = true;
+        shadow.outcome =
+            "shadow: would have stopped the command after 2.4 s; nothing was done".into();
+        let job = job(&[("job", "test")]);
+        let alert = alertmanager_alert(&ctx(), &job, &shadow, at(), None);
+        assert_eq!(alert["labels"]["shadow"], "true", "{alert}");
+        assert_eq!(alert["labels"]["severity"], "warning", "{alert}");
+        let enforced = alertmanager_alert(&ctx(), &job, &incident(Action::Kill), at(), None);
+        assert!(enforced["labels"].get("shadow").is_none(), "{enforced}");
+        let hook = webhook_incident(&ctx(), &job, &shadow, at());
+        assert_eq!(hook["shadow"], true, "{hook}");
+        assert_eq!(hook["severity"], "warning", "{hook}");
+        assert_eq!(hook["incident"]["shadow"], true, "{hook}");
+        assert_eq!(hook["incident"]["action"], "kill", "{hook}");
+        let slack = slack_incident(&ctx(), &job, &shadow);
+        let text = slack["text"].as_str().unwrap_or_default();
+        assert!(
+            text.starts_with(":warning: sentry (shadow): output loop")
+                && text.contains("would have"),
+            "{text}"
         );
     }
 

@@ -78,6 +78,11 @@ pub struct RunReport {
     /// True when sentry ran in shadow mode (`--shadow`): incidents say what enforcement would
     /// have done, and nothing touched the command.
     pub shadow: bool,
+    /// In shadow mode, seconds from the start to the first decision that would have stopped
+    /// (killed or restarted) the command; `null` when none would have, or when not in shadow
+    /// mode.
+    #[serde(default)]
+    pub would_have_stopped_after_s: Option<f64>,
     /// What the run cost.
     pub cost: crate::cost::RunCost,
     /// The run against its job's learned baseline (`null` without enough history).

@@ -29,6 +29,9 @@ pub struct RunStartedEvent {
     pub pid: u32,
     /// Start, Unix seconds.
     pub started_at: f64,
+    /// Supervised in shadow mode (decisions recorded, nothing done to the command).
+    #[serde(default)]
+    pub shadow: bool,
 }
 
 /// One finding behind a decision.
@@ -196,6 +199,7 @@ mod tests {
                 retain_days: None,
                 labels: Default::default(),
                 job_key: None,
+                shadow: false,
             },
         )
         .unwrap();

@@ -562,6 +562,7 @@ mod tests {
                 retain_days: None,
                 labels: Default::default(),
                 job_key: None,
+                shadow: false,
             },
         )
         .unwrap();

@@ -257,8 +257,10 @@ pub struct StoreMetrics {
     /// Runs per (kind, state); `lost` is a state here (a live-looking run whose sentry is
     /// gone), taken out of `running`/`paused`.
     pub runs_by_kind_state: Vec<(String, String, u64)>,
-    /// Incidents per (kind, action).
+    /// Incidents per (kind, action) that were enforced (shadow incidents are not counted).
     pub incidents_by_kind_action: Vec<(String, String, u64)>,
+    /// Shadow-mode incidents per (kind, action that would have been taken).
+    pub shadow_incidents_by_kind_action: Vec<(String, String, u64)>,
     /// Recorded decisions per action.
     pub decisions_by_action: Vec<(String, u64)>,
     /// Sum of captured writes over all runs.
@@ -776,9 +778,36 @@ impl Store {
         };
         let decisions_by_action =
             pairs("SELECT action, count(*) FROM decisions GROUP BY action ORDER BY 1")?;
-        let incidents_by_kind_action = triples(
-            "SELECT kind, action, count(*) FROM incidents GROUP BY kind, action ORDER BY 1, 2",
-        )?;
+        // Shadow incidents (what enforcement would have done) are counted apart, so that a
+        // would-be kill never shows as a kill. One scan of the kind index gives both.
+        let mut incidents_by_kind_action = Vec::new();
+        let mut shadow_incidents_by_kind_action = Vec::new();
+        {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT kind, action, shadow, count(*) FROM incidents \
+                     GROUP BY kind, action, shadow ORDER BY 1, 2",
+                )
+                .map_err(err)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, bool>(2)?,
+                        r.get::<_, u64>(3)?,
+                    ))
+                })
+                .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+                .map_err(err)?;
+            for (kind, action, shadow, n) in rows {
+                if shadow {
+                    shadow_incidents_by_kind_action.push((kind, action, n));
+                } else {
+                    incidents_by_kind_action.push((kind, action, n));
+                }
+            }
+        }
         let deliveries_by_sink_result = triples(
             "SELECT sink, result, count(*) FROM deliveries GROUP BY sink, result ORDER BY 1, 2",
         )?;
@@ -895,6 +924,7 @@ impl Store {
         Ok(StoreMetrics {
             runs_by_kind_state,
             incidents_by_kind_action,
+            shadow_incidents_by_kind_action,
             decisions_by_action,
             events_captured_total,
             events_lost_total,
@@ -1115,7 +1145,7 @@ mod tests {
         let store = Store::open(&dir.path().join("sentry.db")).unwrap();
         for sql in [
             "SELECT sink, result, count(*) FROM deliveries GROUP BY sink, result",
-            "SELECT kind, action, count(*) FROM incidents GROUP BY kind, action",
+            "SELECT kind, action, shadow, count(*) FROM incidents GROUP BY kind, action, shadow",
             "SELECT id FROM runs WHERE status IN ('running', 'paused') ORDER BY id",
         ] {
             let plan: Vec<String> = store

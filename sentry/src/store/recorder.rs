@@ -54,6 +54,8 @@ pub struct NewRun {
     pub labels: std::collections::BTreeMap<String, String>,
     /// What groups this run with earlier runs of the same job (CI labels, or the command).
     pub job_key: Option<String>,
+    /// Supervised in shadow mode: decisions recorded, nothing done to the command.
+    pub shadow: bool,
 }
 
 enum Msg {
@@ -252,7 +254,7 @@ impl Recorder {
         let insert = |conn: &rusqlite::Connection| -> rusqlite::Result<i64> {
             conn.execute(
                 "INSERT INTO runs (kind, command, host, user, pid, started_at, status, control_socket, \
-                 labels, job_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8, ?9)",
+                 labels, job_key, shadow) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7, ?8, ?9, ?10)",
                 params![
                     run.kind,
                     command_json,
@@ -262,13 +264,15 @@ impl Recorder {
                     started_at,
                     socket,
                     labels_json,
-                    job_key
+                    job_key,
+                    run.shadow
                 ],
             )?;
             let id = conn.last_insert_rowid();
             let data = json!({
                 "run_id": id, "kind": run.kind, "command": command, "host": host,
                 "user": user.name, "pid": pid, "started_at": started_at, "labels": labels,
+                "shadow": run.shadow,
             });
             conn.execute(
                 "INSERT INTO events (run_id, at, type, data) VALUES (?1, ?2, 'run_started', ?3)",

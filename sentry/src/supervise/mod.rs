@@ -552,6 +552,7 @@ fn start_recorder(options: &RunOptions) -> Option<(Recorder, PathBuf)> {
         retain_days: Some(options.retain_days),
         job_key: Some(job_key(options, ci.as_ref())),
         labels: ci.map(|job| job.labels).unwrap_or_default(),
+        shadow: options.shadow,
     };
     match Recorder::start(&path, &run) {
         Ok(recorder) => Some((recorder, socket)),
@@ -785,6 +786,9 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
                 control.describe(),
                 control.pid()
             );
+            if options.shadow && attempt == 1 {
+                say!("sentry: shadow mode: decisions are recorded, nothing is done to the command");
+            }
         }
         let mut watch = Watch::new(options.policy.clone());
         let mut fate = AttemptFate::default();
@@ -864,7 +868,7 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
                     let rate = (watch.lines() - lines_at_status) as f64 / since.as_secs_f64();
                     lines_at_status = watch.lines();
                     last_status = Instant::now();
-                    let verdict = verdict_text(&watch, &shared, &fate);
+                    let verdict = verdict_text(&watch, &shared, &fate, options.shadow);
                     line.update(&status::render(
                         mode_name,
                         started.elapsed().as_secs_f64(),
@@ -955,6 +959,10 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
     } else {
         0.0
     };
+    let would_have_stopped_after_s = incidents
+        .iter()
+        .find(|i| i.shadow && matches!(i.action, Action::Kill | Action::Restart))
+        .map(|i| i.detected_after_s);
     let report = RunReport {
         mode: mode_name.to_string(),
         command: crate::redact::redact_args(
@@ -998,6 +1006,7 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
         stop_requested_by: shared.stop_request.lock().ok().and_then(|who| who.clone()),
         run_id: recorder.as_ref().map(Recorder::run_id),
         shadow: options.shadow,
+        would_have_stopped_after_s,
         cost: {
             tally.cost.cpu_at_least(totals.cpu_usage_us);
             tally.cost.cost(duration).priced(options.price_per_cpu_hour)
@@ -1037,7 +1046,7 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
     Ok(RunOutcome { report, summary })
 }
 
-fn verdict_text(watch: &Watch, shared: &Shared, fate: &AttemptFate) -> String {
+fn verdict_text(watch: &Watch, shared: &Shared, fate: &AttemptFate, shadow: bool) -> String {
     if fate.stopped {
         return "stopping".to_string();
     }
@@ -1050,6 +1059,9 @@ fn verdict_text(watch: &Watch, shared: &Shared, fate: &AttemptFate) -> String {
     let (level, action) = watch.verdict();
     match action {
         Action::Continue => format!("healthy ({level} signal)"),
+        other if shadow => {
+            format!("shadow: would {} ({level} confidence)", other.as_str())
+        }
         other => format!("{} ({level} confidence)", other.as_str()),
     }
 }
@@ -1064,6 +1076,9 @@ fn carry_out(
     attempt: u32,
     fate: &mut AttemptFate,
 ) -> Incident {
+    if options.shadow {
+        return shadow_incident(esc, options, restarts, attempt);
+    }
     let at = esc.decision.at.as_secs_f64();
     let what = esc.headline();
     let (taken, outcome) = match esc.action {
@@ -1126,6 +1141,44 @@ fn carry_out(
     esc.incident(taken, outcome, attempt)
 }
 
+/// Shadow mode's carry-out: the incident of what enforcement would have done, with nothing
+/// done to the command (no signal, no freeze, no kill, no restart).
+fn shadow_incident(
+    esc: &Escalation,
+    options: &RunOptions,
+    restarts: u32,
+    attempt: u32,
+) -> Incident {
+    let at = esc.decision.at.as_secs_f64();
+    let what = esc.headline();
+    let (would, verb) = match esc.action {
+        Action::Continue | Action::Alert => (Action::Alert, None),
+        Action::Pause => (Action::Pause, Some("paused")),
+        Action::Kill => (Action::Kill, Some("stopped")),
+        Action::Restart if restarts < options.max_restarts => (Action::Restart, Some("restarted")),
+        // A restart budget of zero: enforcement would have given up, that is stopped it.
+        Action::Restart => (Action::Kill, Some("stopped")),
+    };
+    let outcome = match verb {
+        None => {
+            say!("sentry (shadow): alert after {at:.1} s: {what}");
+            "shadow: alerted; the command was left running".to_string()
+        }
+        Some(verb) => {
+            let printed = if would == Action::Kill {
+                "killed"
+            } else {
+                verb
+            };
+            say!("sentry (shadow): would have {printed} the command after {at:.1} s: {what}");
+            format!("shadow: would have {verb} the command after {at:.1} s; nothing was done")
+        }
+    };
+    let mut incident = esc.incident(would, outcome, attempt);
+    incident.shadow = true;
+    incident
+}
+
 #[cfg(unix)]
 fn exit_of(status: &std::process::ExitStatus) -> (i32, Option<i32>) {
     use std::os::unix::process::ExitStatusExt;
@@ -1136,6 +1189,40 @@ fn exit_of(status: &std::process::ExitStatus) -> (i32, Option<i32>) {
         (None, None) => i32::from(EXIT_SENTRY_FAILED),
     };
     (code, signal)
+}
+
+/// The detail of an incident's finding: the loop's period and repeats, or the measurement.
+fn incident_detail(incident: &Incident) -> String {
+    match &incident.evidence {
+        Evidence::Loop(l) => format!("period {}, {} repeats", l.period, l.repeats),
+        Evidence::Resource(_) | Evidence::Regression(_) => incident
+            .summary
+            .split_once(": ")
+            .map_or(incident.summary.clone(), |(_, rest)| rest.to_string()),
+    }
+}
+
+/// The summary's first line in shadow mode: what enforcement would have done, and when.
+fn shadow_headline(report: &RunReport, first: &Incident) -> String {
+    let what = format!("{}, {}", first.kind.label(), incident_detail(first));
+    let alerts = report.incidents.len();
+    match first.action {
+        Action::Continue | Action::Alert => format!(
+            "Shadow mode: runaway suspected in {:.1} s ({what}); nothing would have been stopped ({alerts} alert(s) recorded)",
+            first.detected_after_s
+        ),
+        action => {
+            let verb = match action {
+                Action::Pause => "paused",
+                Action::Restart => "restarted",
+                _ => "stopped",
+            };
+            format!(
+                "Shadow mode: would have {verb} the command after {:.1} s ({what}); nothing was done",
+                first.detected_after_s
+            )
+        }
+    }
 }
 
 /// The final human summary: what was detected, the peaks, how it ended.
@@ -1154,24 +1241,22 @@ pub fn summary_lines(report: &RunReport) -> Vec<String> {
         });
     match headline.map(|i| (i, &report.incidents[i])) {
         Some((index, first)) => {
-            let detail = match &first.evidence {
-                Evidence::Loop(l) => format!("period {}, {} repeats", l.period, l.repeats),
-                Evidence::Resource(_) | Evidence::Regression(_) => first
-                    .summary
-                    .split_once(": ")
-                    .map_or(first.summary.clone(), |(_, rest)| rest.to_string()),
-            };
+            let detail = incident_detail(first);
             let head = if first.action == Action::Alert {
                 "Runaway suspected"
             } else {
                 "Runaway detected"
             };
-            lines.push(format!(
-                "{head} in {:.1} s: {} ({detail}); {}",
-                first.detected_after_s,
-                first.kind.label(),
-                first.outcome
-            ));
+            if report.shadow {
+                lines.push(shadow_headline(report, first));
+            } else {
+                lines.push(format!(
+                    "{head} in {:.1} s: {} ({detail}); {}",
+                    first.detected_after_s,
+                    first.kind.label(),
+                    first.outcome
+                ));
+            }
             for more in report.incidents.iter().skip(index + 1) {
                 lines.push(format!(
                     "then after {:.1} s (attempt {}): {}; {}",
@@ -1275,6 +1360,7 @@ mod tests {
             stop_requested_by: None,
             run_id: None,
             shadow: false,
+            would_have_stopped_after_s: None,
             cost: crate::cost::RunCost {
                 wall_s: 3.8,
                 cpu_seconds: 5.7,
@@ -1333,6 +1419,35 @@ mod tests {
         CPU peaked at 198% (average 150%), memory peaked at 12.0 MiB; captured 57 writes (4266 bytes), 0 counted only, 0 lost
         Cost: 5.7 CPU-s, 0.04 GB-s memory (peak 12.0 MiB), 0 B read, 4.0 KiB written, 10% idle, 3.8 s wall
         Process stopped by sentry after 3.8 s (the command killed by signal 15; sentry exits with 124)
+        ");
+    }
+
+    #[test]
+    fn summary_of_a_shadow_run_says_what_would_have_been_done() {
+        let mut alert = loop_incident(
+            Action::Alert,
+            1.1,
+            9,
+            "shadow: alerted; the command was left running",
+        );
+        alert.shadow = true;
+        let mut kill = loop_incident(
+            Action::Kill,
+            2.4,
+            57,
+            "shadow: would have stopped the command after 2.4 s; nothing was done",
+        );
+        kill.shadow = true;
+        let mut r = report(vec![alert, kill], false, 0);
+        r.shadow = true;
+        r.exit_code = 3;
+        r.child_exit_code = 3;
+        r.would_have_stopped_after_s = Some(2.4);
+        insta::assert_snapshot!(summary_lines(&r).join("\n"), @r"
+        Shadow mode: would have stopped the command after 2.4 s (output loop, period 3, 57 repeats); nothing was done
+        CPU peaked at 198% (average 150%), memory peaked at 12.0 MiB; captured 57 writes (4266 bytes), 0 counted only, 0 lost
+        Cost: 5.7 CPU-s, 0.04 GB-s memory (peak 12.0 MiB), 0 B read, 4.0 KiB written, 10% idle, 3.8 s wall
+        Process exited with 3 after 3.8 s
         ");
     }
 
