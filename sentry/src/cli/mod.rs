@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod analyze;
+pub mod ci_output_args;
 pub mod dashboard;
 pub mod demo;
 pub mod doctor;

@@ -101,6 +101,9 @@ pub struct RunArgs {
     pub bench_floor_probe: bool,
     #[command(flatten)]
     pub metrics: super::metrics_args::MetricsArgs,
+    /// The verdict for CI: GitHub Actions, GitLab CI, Buildkite.
+    #[command(flatten)]
+    pub ci: super::ci_output_args::CiOutputArgs,
     /// Price of one CPU-hour (any currency): the report, summary and store give the run's
     /// cost in it.
     #[arg(long, value_name = "PRICE", env = "SENTRY_PRICE_PER_CPU_HOUR", value_parser = parse_price)]
@@ -172,6 +175,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         notify: args.notify.enabled_config(),
         shadow: false,
         price_per_cpu_hour: args.price_per_cpu_hour,
+        ci: args.ci.options(),
     };
     match supervise::run(&options) {
         Ok(outcome) => {

@@ -108,6 +108,8 @@ pub struct RunOptions {
     pub shadow: bool,
     /// Price of one CPU-hour, to turn the run's CPU-seconds into money.
     pub price_per_cpu_hour: Option<f64>,
+    /// The verdict for CI (annotations, job summary, report files).
+    pub ci: crate::ci_output::CiOptions,
 }
 
 /// Where `sentry run` records the run.
@@ -986,6 +988,7 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
             say!("sentry: {line}");
         }
     }
+    crate::ci_output::publish(&options.ci, &report);
     Ok(RunOutcome { report, summary })
 }
 
