@@ -975,12 +975,14 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
         notifier.ended(status, exit_code, report.runaway);
     }
     if let Some(path) = &options.report {
-        report
-            .write_to(path)
-            .map_err(|source| SuperviseError::Output {
+        if let Err(source) = report.write_to(path) {
+            // The job's verdict still goes where CI shows it.
+            crate::ci_output::publish(&options.ci, &report);
+            return Err(SuperviseError::Output {
                 path: path.clone(),
                 source,
-            })?;
+            });
+        }
     }
     let summary = summary_lines(&report);
     if !options.quiet {

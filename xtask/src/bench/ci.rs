@@ -227,6 +227,9 @@ pub fn run(root: &Path, a: CiArgs) -> Result<()> {
         bail!("--runs must be at least 1");
     }
     let sentry = super::sentry_binary(root, a.sentry.clone(), !a.no_build)?;
+    // The runs start in a scratch directory: a relative --sentry must still resolve.
+    let sentry = fs::canonicalize(&sentry)
+        .with_context(|| format!("cannot resolve {}", sentry.display()))?;
     let dir = tempfile::tempdir().context("a scratch directory")?;
     eprintln!(
         "{} runs of each of {} scenarios, `sentry run --mode {} --no-db --ci-output github`",
