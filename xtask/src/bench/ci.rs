@@ -4,8 +4,8 @@
 //! Each run is `sentry run --ci-output github --no-db` (release) with `GITHUB_ACTIONS=true` and
 //! a fresh `$GITHUB_STEP_SUMMARY`, as a GitHub Actions step would run it, over one of three
 //! commands: a healthy one (prints a few lines and exits), a loop that prints the same error
-//! line for about a second and exits by itself (under `--action alert`: warnings and a full
-//! summary), and a loop that runs until sentry stops it (an `::error` and a full summary). The
+//! line for about two seconds (long enough to be detected on a busy host) and exits by itself
+//! (under `--action alert`: warnings and a full summary), and a loop that runs until sentry stops it (an `::error` and a full summary). The
 //! command writes `date +%s.%N` to a file as its very last act (the killed loop from its TERM
 //! trap). Measured against that moment:
 //! - the summary: the file's modification time once sentry has exited (sentry appends the
@@ -68,7 +68,7 @@ impl Scenario {
     fn name(self) -> &'static str {
         match self {
             Scenario::Healthy => "healthy (exits at once)",
-            Scenario::LoopExits => "loop for ~1 s, exits (alert)",
+            Scenario::LoopExits => "loop for ~2 s, exits (alert)",
             Scenario::LoopStopped => "loop until stopped (kill)",
         }
     }
@@ -80,7 +80,7 @@ impl Scenario {
                 r#"echo "compiling"; echo "running 12 tests"; echo "test result: ok"; date +%s.%N > "$1""#
             }
             Scenario::LoopExits => {
-                r#"i=0; while [ $i -lt 80 ]; do echo "error: connection refused (db:5432), retrying"; sleep 0.01; i=$((i+1)); done; date +%s.%N > "$1""#
+                r#"i=0; while [ $i -lt 200 ]; do echo "error: connection refused (db:5432), retrying"; sleep 0.01; i=$((i+1)); done; date +%s.%N > "$1""#
             }
             Scenario::LoopStopped => {
                 r#"trap 'date +%s.%N > "$1"; exit 143' TERM; while :; do echo "error: connection refused (db:5432), retrying"; sleep 0.01; done"#
