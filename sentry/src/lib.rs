@@ -11,6 +11,7 @@ pub mod act;
 pub mod api;
 pub mod baseline;
 pub mod capture;
+pub mod ci_output;
 pub mod cli;
 pub mod cost;
 pub mod decide;

@@ -164,6 +164,31 @@ fn an_idle_silent_job_is_stopped_at_the_no_output_timeout(mode: TestMode) {
     );
 }
 
+fn a_silent_polling_loop_is_stopped_at_the_no_output_timeout(mode: TestMode) {
+    require_mode!(mode);
+    // Wakes twice a second to look for a file that never comes: processes start and read
+    // syscalls are made, but nothing is written and no real work is done.
+    let script = "echo waiting for the lock; while sleep 0.5; do test -e /nonexistent/lock && break; done; echo got it";
+    let run = run_mode(mode, &["--no-output-timeout", "3s"], &["sh", "-c", script]);
+    assert_eq!(
+        run.status.code(),
+        Some(EXIT_STOPPED),
+        "stderr: {}",
+        run.stderr
+    );
+    let stop = incidents(&run.report)
+        .into_iter()
+        .find(|i| i["action"] == "kill")
+        .unwrap_or_else(|| panic!("a kill: {}", run.report));
+    assert_eq!(stop["kind"], "no_output", "report: {}", run.report);
+    let at = stop["detected_after_s"].as_f64().unwrap_or(f64::MAX);
+    assert!(
+        (3.0..6.0).contains(&at),
+        "stopped after {at} s: {}",
+        run.report
+    );
+}
+
 fn a_silent_busy_compressor_is_not_stopped_by_the_no_output_timeout(mode: TestMode) {
     require_mode!(mode);
     // Silent, CPU-bound, about 8-10 s on a shared two-core host; exits 0.
@@ -208,6 +233,7 @@ macro_rules! in_both_modes {
 in_both_modes!(
     shadow_mode_records_a_kill_but_kills_nothing,
     an_idle_silent_job_is_stopped_at_the_no_output_timeout,
+    a_silent_polling_loop_is_stopped_at_the_no_output_timeout,
     a_silent_busy_compressor_is_not_stopped_by_the_no_output_timeout,
     a_job_printing_every_second_is_not_stopped_by_the_no_output_timeout,
 );

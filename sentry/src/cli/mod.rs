@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 pub mod analyze;
 pub mod baselines;
+pub mod ci_output_args;
 pub mod dashboard;
 pub mod demo;
 pub mod doctor;

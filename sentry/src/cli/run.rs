@@ -110,6 +110,9 @@ pub struct RunArgs {
     pub bench_floor_probe: bool,
     #[command(flatten)]
     pub metrics: super::metrics_args::MetricsArgs,
+    /// The verdict for CI: GitHub Actions, GitLab CI, Buildkite.
+    #[command(flatten)]
+    pub ci: super::ci_output_args::CiOutputArgs,
     /// Price of one CPU-hour (any currency): the report, summary and store give the run's
     /// cost in it.
     #[arg(long, value_name = "PRICE", env = "SENTRY_PRICE_PER_CPU_HOUR", value_parser = parse_price)]
@@ -186,6 +189,7 @@ pub fn run(args: RunArgs) -> ExitCode {
         shadow: args.shadow,
         price_per_cpu_hour: args.price_per_cpu_hour,
         job_key: args.job_key,
+        ci: args.ci.options(),
     };
     match supervise::run(&options) {
         Ok(outcome) => {

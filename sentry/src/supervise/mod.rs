@@ -110,6 +110,8 @@ pub struct RunOptions {
     pub price_per_cpu_hour: Option<f64>,
     /// Groups this run with others for baselines (default: the CI job, or the command line).
     pub job_key: Option<String>,
+    /// The verdict for CI (annotations, job summary, report files).
+    pub ci: crate::ci_output::CiOptions,
 }
 
 /// Where `sentry run` records the run.
@@ -1030,12 +1032,14 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
         notifier.ended(status, exit_code, report.runaway);
     }
     if let Some(path) = &options.report {
-        report
-            .write_to(path)
-            .map_err(|source| SuperviseError::Output {
+        if let Err(source) = report.write_to(path) {
+            // The job's verdict still goes where CI shows it.
+            crate::ci_output::publish(&options.ci, &report);
+            return Err(SuperviseError::Output {
                 path: path.clone(),
                 source,
-            })?;
+            });
+        }
     }
     let summary = summary_lines(&report);
     if !options.quiet {
@@ -1043,6 +1047,7 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
             say!("sentry: {line}");
         }
     }
+    crate::ci_output::publish(&options.ci, &report);
     Ok(RunOutcome { report, summary })
 }
 

@@ -2,11 +2,13 @@
 //! the detector's quality on the labelled corpus and its throughput; `capture` measures what the
 //! kernel capture path costs a write-heavy child and a realistic workload; `detect-live` times
 //! how fast `sentry run` catches live runaways and what it costs while watching a quiet command;
-//! `api` loads the HTTP API; `dashboard` times the web UI in headless Chromium.
+//! `api` loads the HTTP API; `dashboard` times the web UI in headless Chromium; `ci` times how
+//! soon a CI job's summary and annotations follow its end.
 //! All drive the `sentry` binary as a process: xtask never links the `sentry` crate.
 
 mod api;
 mod capture;
+mod ci;
 mod dashboard;
 mod detect;
 mod fleet;
@@ -44,6 +46,9 @@ enum Which {
     Api(api::ApiArgs),
     /// The web UI in headless Chromium: gzipped size, first paint, charting 10,000 samples live.
     Dashboard(dashboard::DashboardArgs),
+    /// How soon after a CI job's command ends its GitHub job summary and annotations are
+    /// written (`sentry run --ci-output github`; target 1 s).
+    Ci(ci::CiArgs),
 }
 
 /// Runs the chosen benchmark; an error means a target was missed or the bench could not run.
@@ -56,6 +61,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Which::Api(a) => api::run(&root, a),
         Which::Fleet(a) => fleet::run(&root, a),
         Which::Dashboard(a) => dashboard::run(&root, a),
+        Which::Ci(a) => ci::run(&root, a),
     }
 }
 
