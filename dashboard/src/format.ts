@@ -47,3 +47,8 @@ export function command(argv: readonly string[]): string {
 export function runDuration(startedAt: number, endedAt: number | null | undefined, nowS: number) {
   return (endedAt ?? nowS) - startedAt;
 }
+
+/** A cost in the unit of the price per CPU-hour it was run with (sentry knows no currency). */
+export function money(n: number): string {
+  return n < 1 ? n.toFixed(4) : n.toFixed(2);
+}

@@ -18,7 +18,7 @@ import {
   sortRuns,
   vsBaseline,
 } from '../fleet';
-import { bytes, duration, pct, runDuration, time } from '../format';
+import { bytes, duration, money, pct, runDuration, time } from '../format';
 import { useLiveEpoch, useLiveEvents, useNow } from '../live';
 import { useLoad } from '../load';
 import { href, replaceRoute } from '../router';
@@ -31,10 +31,6 @@ const STATE_LABELS: Record<(typeof FLEET_STATES)[number], string> = { all: 'all'
 function num(n: number | null | undefined, digits = 1): string {
   if (n == null || !Number.isFinite(n)) return '–';
   return n < 10 ? n.toFixed(digits) : String(Math.round(n));
-}
-
-function money(n: number): string {
-  return n < 1 ? n.toFixed(4) : n.toFixed(2);
 }
 
 function ratio(r: number): string {
@@ -312,17 +308,25 @@ export function FleetView({ runs, baselines, filters, now, onChange }: FleetView
 
 const PAGE = 200;
 
-/** The live jobs always (however old), then the newest page of all watched jobs. */
-async function loadFleet(api: Api, state: FleetFilters['state'], signal: AbortSignal): Promise<RunPage & { items: RunRow[] }> {
-  const liveOnly = state === 'live';
-  const pages = await Promise.all([
-    api.runs({ kind: 'watch', status: 'running', limit: 500 }, signal),
-    api.runs({ kind: 'watch', status: 'paused', limit: 500 }, signal),
-    ...(liveOnly ? [] : [api.runs({ kind: 'watch', limit: PAGE }, signal)]),
-  ]);
-  const byId = new Map<number, RunRow>();
-  for (const p of pages) for (const r of p.items) byId.set(r.id, r);
-  return { items: [...byId.values()], next_before: liveOnly ? null : (pages[2]?.next_before ?? null) };
+/**
+ * The newest page of watched jobs, and (when there are more) every live one however old: a
+ * long job must not drop off the fleet behind newer short ones. `live`: the live ones only.
+ */
+async function loadFleet(api: Api, state: FleetFilters['state'], signal: AbortSignal): Promise<RunPage> {
+  const live = () =>
+    Promise.all([
+      api.runs({ kind: 'watch', status: 'running', limit: 500 }, signal),
+      api.runs({ kind: 'watch', status: 'paused', limit: 500 }, signal),
+    ]);
+  if (state === 'live') {
+    const [running, paused] = await live();
+    return { items: [...running.items, ...paused.items], next_before: null };
+  }
+  const newest = await api.runs({ kind: 'watch', limit: PAGE }, signal);
+  if (newest.next_before == null) return newest;
+  const byId = new Map(newest.items.map((r) => [r.id, r]));
+  for (const p of await live()) for (const r of p.items) byId.set(r.id, r);
+  return { items: [...byId.values()], next_before: newest.next_before };
 }
 
 /** Refresh delays: a start, end or change of state soon; samples (cost figures move) at most every few seconds. */

@@ -8,7 +8,7 @@ import { IncidentCard } from '../components/Evidence';
 import { Timeline } from '../components/Timeline';
 import { Verdict } from '../components/Verdict';
 import { asApiError, useSession } from '../context';
-import { bytes, command, duration, pct, runDuration, time } from '../format';
+import { bytes, command, duration, money, pct, runDuration, time } from '../format';
 import { useLiveEpoch, useLiveEvents, useNow } from '../live';
 
 /** A run's chart data, appended in place (a long run has thousands of samples). */
@@ -203,6 +203,24 @@ export function RunPage({ id }: { id: number }) {
             {run.host} · {run.user}
           </dd>
         </div>
+        {run.cpu_seconds != null && (
+          <div>
+            <dt>CPU time</dt>
+            <dd>{duration(run.cpu_seconds)}</dd>
+          </div>
+        )}
+        {run.cost != null && (
+          <div>
+            <dt>Cost</dt>
+            <dd>{money(run.cost)}</dd>
+          </div>
+        )}
+        {Object.entries(run.labels).map(([k, v]) => (
+          <div key={k} class="label-fact">
+            <dt>{k}</dt>
+            <dd>{v}</dd>
+          </div>
+        ))}
         {run.events_lost > 0 && (
           <div>
             <dt>Writes lost</dt>
