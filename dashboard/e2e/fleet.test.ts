@@ -88,7 +88,7 @@ describe.skipIf(!hasChromium)('the fleet view in Chromium', () => {
     await page.getByRole('heading', { name: 'Runs' }).waitFor();
     await page.getByRole('navigation').getByRole('link', { name: 'Fleet' }).click();
     await page.getByRole('heading', { name: 'Fleet' }).waitFor();
-    await page.getByLabel('Search').fill(tag);
+    await page.getByLabel('Search', { exact: true }).fill(tag);
     await page.waitForURL(new RegExp(`#/fleet\\?q=${tag}`));
     await page.waitForFunction(() => document.querySelectorAll('table.fleet tbody tr').length === 3, undefined, {
       timeout: 30_000,
@@ -126,13 +126,13 @@ describe.skipIf(!hasChromium)('the fleet view in Chromium', () => {
     await page.waitForURL(/ci=gitlab/);
     expect(await jobOrder()).toEqual(['lint']);
     await page.getByLabel('CI', { exact: true }).selectOption('');
-    await page.getByLabel('Search').fill(`${tag} build`);
+    await page.getByLabel('Search', { exact: true }).fill(`${tag} build`);
     await page.waitForFunction(() => document.querySelectorAll('table.fleet tbody tr').length === 1);
     expect(await jobOrder()).toEqual(['build']);
-    await page.getByLabel('Search').fill(`${tag} nothing-matches-this`);
+    await page.getByLabel('Search', { exact: true }).fill(`${tag} nothing-matches-this`);
     await page.getByText('No watched jobs match these filters.').waitFor();
-    await page.getByLabel('Search').fill(tag);
-    await page.getByLabel('State').selectOption('live');
+    await page.getByLabel('Search', { exact: true }).fill(tag);
+    await page.getByLabel('State', { exact: true }).selectOption('live');
     await page.waitForURL(/state=live/);
     await page.waitForFunction(() => document.querySelectorAll('table.fleet tbody tr').length === 3);
     // A link to the filtered view opens it as it was.
@@ -140,8 +140,8 @@ describe.skipIf(!hasChromium)('the fleet view in Chromium', () => {
     await page.waitForFunction(() => document.querySelectorAll('table.fleet tbody tr').length === 3, undefined, {
       timeout: 15_000,
     });
-    expect(await page.getByLabel('Search').inputValue()).toBe(tag);
-    expect(await page.getByLabel('State').inputValue()).toBe('live');
+    expect(await page.getByLabel('Search', { exact: true }).inputValue()).toBe(tag);
+    expect(await page.getByLabel('State', { exact: true }).inputValue()).toBe('live');
   });
 
   it('sorts by the column headers, with the mouse and the keyboard', async () => {
@@ -185,10 +185,10 @@ describe.skipIf(!hasChromium)('the fleet view in Chromium', () => {
     await cell('test', 'State').getByText('exited').waitFor({ timeout: 20_000 });
     expect(await cell('build', 'State').textContent()).toBe('running');
     await screenshot(page, 'fleet-ended');
-    await page.getByLabel('State').selectOption('ended');
+    await page.getByLabel('State', { exact: true }).selectOption('ended');
     await page.waitForFunction(() => document.querySelectorAll('table.fleet tbody tr').length === 1);
     expect(await jobOrder()).toEqual(['test']);
-    await page.getByLabel('State').selectOption('live');
+    await page.getByLabel('State', { exact: true }).selectOption('live');
     await page.waitForFunction(() => document.querySelectorAll('table.fleet tbody tr').length === 2);
     expect((await jobOrder()).sort()).toEqual(['build', 'lint']);
   });
@@ -200,7 +200,7 @@ describe.skipIf(!hasChromium)('the fleet view in Chromium', () => {
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     expect(overflow).toBeLessThanOrEqual(1);
     // The headers are hidden on a phone; the sort select stands in for them.
-    await page.getByLabel('Sort by').selectOption('job:asc');
+    await page.getByLabel('Sort by', { exact: true }).selectOption('job:asc');
     expect(await jobOrder()).toEqual(['build', 'lint', 'test']);
     await screenshot(page, 'fleet-phone');
     await page.setViewportSize({ width: 1280, height: 900 });

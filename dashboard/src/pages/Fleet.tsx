@@ -127,6 +127,7 @@ export function FleetView({ runs, baselines, filters, now, onChange }: FleetView
           Search
           <input
             name="q"
+            aria-label="Search"
             type="search"
             class="wide"
             placeholder="job, repository, workflow, runner"
@@ -142,6 +143,7 @@ export function FleetView({ runs, baselines, filters, now, onChange }: FleetView
           State
           <select
             name="state"
+            aria-label="State"
             value={filters.state ?? 'all'}
             onChange={(e) => {
               const { state: _s, ...rest } = filters;
@@ -160,6 +162,7 @@ export function FleetView({ runs, baselines, filters, now, onChange }: FleetView
           CI
           <select
             name="ci"
+            aria-label="CI"
             value={filters.ci ?? ''}
             onChange={(e) => {
               const { ci: _c, ...rest } = filters;
@@ -180,6 +183,7 @@ export function FleetView({ runs, baselines, filters, now, onChange }: FleetView
           Sort by
           <select
             name="sort"
+            aria-label="Sort by"
             value={`${sort}:${dir}`}
             onChange={(e) => {
               const [k, d] = e.currentTarget.value.split(':') as [SortKey, SortDir];
