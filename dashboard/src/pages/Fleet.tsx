@@ -56,13 +56,25 @@ function SortHeader({ col, sort, dir, onSort }: { col: Column; sort: SortKey; di
   );
 }
 
-function BaselineCell({ run, row, factor, now }: { run: RunRow; row: BaselineRow | undefined; factor: number; now: number }) {
+function BaselineCell({
+  run,
+  row,
+  factor,
+  minRuns,
+  now,
+}: {
+  run: RunRow;
+  row: BaselineRow | undefined;
+  factor: number;
+  minRuns: number;
+  now: number;
+}) {
   const v = vsBaseline(run, row, now);
   if (!v) {
     if (!row) return <span class="muted">–</span>;
     return (
-      <span class="muted small" title="Too few healthy runs of this job yet for a baseline">
-        learning ({row.baseline?.runs ?? 0} run{row.baseline?.runs === 1 ? '' : 's'})
+      <span class="muted small" title={`A job is compared with its baseline after ${minRuns} healthy runs`}>
+        learning ({row.baseline?.runs ?? 0} of {minRuns} runs)
       </span>
     );
   }
@@ -288,7 +300,7 @@ export function FleetView({ runs, baselines, filters, now, onChange }: FleetView
                       </td>
                     )}
                     <td data-label="vs baseline">
-                      <BaselineCell run={r} row={row} factor={factor} now={now} />
+                      <BaselineCell run={r} row={row} factor={factor} minRuns={baselines?.min_runs ?? 5} now={now} />
                     </td>
                     <td data-label="Incidents">
                       {r.incidents > 0 ? <a href={`#/incidents?run=${r.id}`}>{r.incidents}</a> : '0'}
@@ -424,7 +436,7 @@ export function FleetPage(filters: FleetFilters) {
   const seen = new Set(page.data?.items.map((r) => r.id));
   const runs = page.data ? [...page.data.items, ...older.runs.filter((r) => !seen.has(r.id))] : [];
   return (
-    <section aria-labelledby="fleet-h">
+    <section aria-labelledby="fleet-h" class="fleet-page">
       <div class="page-head">
         <h1 id="fleet-h">Fleet</h1>
         <span class="muted small">CI jobs followed by sentry watch on this host</span>
