@@ -78,7 +78,7 @@ describe('vs baseline', () => {
     expect(vs?.getAttribute('title')).toContain('wall time 3.0× the median 1 min 0 s');
     const testRow = document.querySelector('tr[data-run="11"]');
     expect(testRow?.classList.contains('over')).toBe(false);
-    expect(testRow?.textContent).toContain('learning (2 of 5 runs)');
+    expect(testRow?.textContent).toContain('learning 2/5 healthy runs');
     expect(document.querySelector('tr[data-run="10"] [data-label="vs baseline"]')?.textContent).toBe('–');
   });
 });

@@ -73,8 +73,9 @@ function BaselineCell({
   if (!v) {
     if (!row) return <span class="muted">–</span>;
     return (
-      <span class="muted small" title={`A job is compared with its baseline after ${minRuns} healthy runs`}>
-        learning ({row.baseline?.runs ?? 0} of {minRuns} runs)
+      <span class="muted small" title={`Learning: a job is compared with its baseline after ${minRuns} healthy runs`}>
+        learning {row.baseline?.runs ?? 0}/{minRuns}
+        <span class="sr-only"> healthy runs</span>
       </span>
     );
   }
@@ -123,9 +124,9 @@ export function FleetView({ runs, baselines, filters, now, onChange }: FleetView
     { key: 'ci', label: 'CI' },
     { key: 'runner', label: 'Runner' },
     { key: 'state', label: 'State' },
-    { key: 'started', label: 'Started · duration' },
+    { key: 'started', label: 'Started' },
     { key: 'cpu', label: 'CPU-s' },
-    { key: 'mem', label: 'Memory GB-s · peak' },
+    { key: 'mem', label: 'Memory GB-s' },
     { key: 'idle', label: 'Idle' },
     ...(priced ? [{ key: 'cost' as const, label: 'Cost' }] : []),
     { key: 'baseline', label: 'vs baseline' },
@@ -279,9 +280,9 @@ export function FleetView({ runs, baselines, filters, now, onChange }: FleetView
                       <StatusBadge status={r.status} />
                     </td>
                     <td data-label="Started">
-                      <span class="small">{time(r.started_at)}</span>
-                      <br />
                       {duration(runDuration(r.started_at, r.ended_at, now))}
+                      <br />
+                      <span class="small muted">{time(r.started_at)}</span>
                     </td>
                     <td data-label="CPU-s" class="num">
                       {num(r.cpu_seconds)}
