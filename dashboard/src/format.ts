@@ -37,6 +37,18 @@ export function time(unixS: number): string {
   });
 }
 
+/** A time compactly: the clock alone today, with the day otherwise (for tables). */
+export function shortTime(unixS: number, nowS: number = Date.now() / 1000): string {
+  const d = new Date(unixS * 1000);
+  const sameDay = d.toDateString() === new Date(nowS * 1000).toDateString();
+  return d.toLocaleString(
+    undefined,
+    sameDay
+      ? { hour: '2-digit', minute: '2-digit', second: '2-digit' }
+      : { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' },
+  );
+}
+
 export function command(argv: readonly string[]): string {
   return argv
     .map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`))

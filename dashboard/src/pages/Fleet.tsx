@@ -18,7 +18,7 @@ import {
   sortRuns,
   vsBaseline,
 } from '../fleet';
-import { bytes, duration, money, pct, runDuration, time } from '../format';
+import { bytes, duration, money, pct, runDuration, shortTime, time } from '../format';
 import { useLiveEpoch, useLiveEvents, useNow } from '../live';
 import { useLoad } from '../load';
 import { href, replaceRoute } from '../router';
@@ -282,7 +282,9 @@ export function FleetView({ runs, baselines, filters, now, onChange }: FleetView
                     <td data-label="Started">
                       {duration(runDuration(r.started_at, r.ended_at, now))}
                       <br />
-                      <span class="small muted">{time(r.started_at)}</span>
+                      <span class="small muted" title={time(r.started_at)}>
+                        {shortTime(r.started_at, now)}
+                      </span>
                     </td>
                     <td data-label="CPU-s" class="num">
                       {num(r.cpu_seconds)}
