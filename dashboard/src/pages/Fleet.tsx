@@ -389,6 +389,7 @@ export function FleetPage(filters: FleetFilters) {
   };
   useEffect(() => () => window.clearTimeout(timer.current.id), []);
 
+  // The jobs of the first page (live and newest): the ones whose events call for a refresh.
   const shownIds = new Set(page.data?.items.map((r) => r.id));
   useLiveEvents((e) => {
     switch (e.type) {
@@ -409,7 +410,6 @@ export function FleetPage(filters: FleetFilters) {
       case 'sample':
         if (shownIds.has(e.run_id)) schedule(SAMPLE_MS);
         return;
-      default:
     }
   });
   const anyLive = !!page.data?.items.some(isLive);
@@ -436,8 +436,7 @@ export function FleetPage(filters: FleetFilters) {
     else window.location.hash = href({ page: 'fleet', ...f });
   };
 
-  const seen = new Set(page.data?.items.map((r) => r.id));
-  const runs = page.data ? [...page.data.items, ...older.runs.filter((r) => !seen.has(r.id))] : [];
+  const runs = page.data ? [...page.data.items, ...older.runs.filter((r) => !shownIds.has(r.id))] : [];
   return (
     <section aria-labelledby="fleet-h" class="fleet-page">
       <div class="page-head">
