@@ -95,6 +95,51 @@ export function startRun(db: string, args: string[], script: string): Run {
   return { child, exit, stderr: () => err, stop: () => stopChild(child) };
 }
 
+/** Starts `sentry watch --discover ci` recording to `db` (no API of its own: the dashboard serves it). */
+export function startWatch(db: string, args: string[] = []): Run {
+  const child = spawn(
+    sentryBin(),
+    ['watch', '--discover', 'ci', '--db', db, '--no-api', '--sample-interval', '0.5', ...args],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let err = '';
+  child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+  const exit = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  return { child, exit, stderr: () => err, stop: () => stopChild(child) };
+}
+
+export interface FakeJob {
+  pid: number;
+  /** Kills the job's whole process group (the shell and whatever it started). */
+  kill(): Promise<void>;
+}
+
+/**
+ * A fake CI job: `sh -c SCRIPT` in its own process group with the variables a CI platform
+ * sets (what `sentry watch --discover ci` finds jobs by; see `sentry/src/fleet/ci.rs`).
+ */
+export function startFakeJob(env: Record<string, string>, script: string): FakeJob {
+  const child = spawn('sh', ['-c', script], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
+    stdio: 'ignore',
+    detached: true,
+  });
+  const pid = child.pid ?? 0;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  return {
+    pid,
+    kill: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+      await exited;
+    },
+  };
+}
+
 async function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const gone = new Promise<void>((r) => child.once('exit', () => r()));

@@ -5,6 +5,7 @@ import { KeyPrompt } from './components/KeyPrompt';
 import { SessionContext } from './context';
 import { LiveBus, LiveContext, useLiveState } from './live';
 import { AuditPage } from './pages/Audit';
+import { FleetPage } from './pages/Fleet';
 import { IncidentsPage } from './pages/Incidents';
 import { RunPage } from './pages/Run';
 import { RunsPage } from './pages/Runs';
@@ -51,6 +52,10 @@ function Page({ route }: { route: Route }) {
     case 'incidents': {
       const { page: _page, ...filters } = route;
       return <IncidentsPage {...filters} />;
+    }
+    case 'fleet': {
+      const { page: _page, ...filters } = route;
+      return <FleetPage {...filters} />;
     }
     case 'audit':
       return <AuditPage />;
@@ -130,6 +135,7 @@ export function App() {
           </a>
           <nav aria-label="Main">
             {nav('runs', 'Runs', '#/runs')}
+            {nav('fleet', 'Fleet', '#/fleet')}
             {nav('incidents', 'Incidents', '#/incidents')}
             {nav('audit', 'Audit log', '#/audit')}
           </nav>

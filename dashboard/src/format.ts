@@ -37,6 +37,18 @@ export function time(unixS: number): string {
   });
 }
 
+/** A time compactly: the clock alone today, with the day otherwise (for tables). */
+export function shortTime(unixS: number, nowS: number = Date.now() / 1000): string {
+  const d = new Date(unixS * 1000);
+  const sameDay = d.toDateString() === new Date(nowS * 1000).toDateString();
+  return d.toLocaleString(
+    undefined,
+    sameDay
+      ? { hour: '2-digit', minute: '2-digit', second: '2-digit' }
+      : { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' },
+  );
+}
+
 export function command(argv: readonly string[]): string {
   return argv
     .map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`))
@@ -46,4 +58,9 @@ export function command(argv: readonly string[]): string {
 /** Seconds a run has lasted: to its end, or to now while live. */
 export function runDuration(startedAt: number, endedAt: number | null | undefined, nowS: number) {
   return (endedAt ?? nowS) - startedAt;
+}
+
+/** A cost in the unit of the price per CPU-hour it was run with (sentry knows no currency). */
+export function money(n: number): string {
+  return n < 1 ? n.toFixed(4) : n.toFixed(2);
 }

@@ -1,10 +1,12 @@
 // Routes live in the URL fragment (`#/runs/3`), so the server has no client paths to know.
 import { useEffect, useState } from 'preact/hooks';
+import { type FleetFilters, fleetQuery, parseFleetQuery } from './fleet';
 
 export type Route =
   | { page: 'runs' }
   | { page: 'run'; id: number }
   | { page: 'incidents'; run?: number; kind?: string; action?: string }
+  | ({ page: 'fleet' } & FleetFilters)
   | { page: 'audit' }
   | { page: 'not-found'; path: string };
 
@@ -27,6 +29,7 @@ export function parseRoute(hash: string): Route {
     if (action) route.action = action;
     return route;
   }
+  if (parts[0] === 'fleet' && parts.length === 1) return { page: 'fleet', ...parseFleetQuery(params) };
   if (parts[0] === 'audit' && parts.length === 1) return { page: 'audit' };
   return { page: 'not-found', path };
 }
@@ -45,11 +48,25 @@ export function href(route: Route): string {
       const s = q.toString();
       return `#/incidents${s ? `?${s}` : ''}`;
     }
+    case 'fleet': {
+      const { page: _page, ...filters } = route;
+      const s = fleetQuery(filters).toString();
+      return `#/fleet${s ? `?${s}` : ''}`;
+    }
     case 'audit':
       return '#/audit';
     case 'not-found':
       return `#${route.path}`;
   }
+}
+
+/**
+ * Replaces the current route without a new history entry (typing in a filter should not make
+ * Back step through every keystroke), telling `useRoute` as a hash change would.
+ */
+export function replaceRoute(route: Route): void {
+  window.history.replaceState(window.history.state, '', href(route));
+  window.dispatchEvent(new HashChangeEvent('hashchange'));
 }
 
 export function useRoute(): Route {

@@ -1,5 +1,5 @@
 // Fixture payloads, typed by the generated API types (so they break when the API changes).
-import type { AuditRow, EventRow, IncidentRow, RunRow } from '../src/api/types';
+import type { AuditRow, BaselineList, EventRow, IncidentRow, RunRow } from '../src/api/types';
 
 export const run: RunRow = {
   id: 7,
@@ -82,6 +82,59 @@ export function decision(id: number, at: number, action: 'continue' | 'pause' = 
     },
   };
 }
+
+/** A CI job followed by `sentry watch --discover ci`. */
+export function watched(id: number, labels: Record<string, string>, more: Partial<RunRow> = {}): RunRow {
+  const full = { ci: 'github', repository: 'acme/web', workflow: 'ci', job: 'build', runner: 'runner-1', job_id: `github_${id}`, ...labels };
+  return {
+    ...run,
+    id,
+    kind: 'watch',
+    command: ['bash', '-e', '/home/runner/work/_temp/step.sh'],
+    mode: 'resources',
+    runaway: false,
+    incidents: 0,
+    labels: full,
+    job_key: `${full.ci}:${full.repository}:${full.workflow}:${full.job}`,
+    started_at: 1_700_000_000,
+    ended_at: null,
+    status: 'running',
+    cpu_seconds: 10,
+    mem_gb_seconds: 0.5,
+    mem_peak_bytes: 256 * 1024 * 1024,
+    idle_fraction: 0.25,
+    cost: null,
+    shadow: false,
+    ...more,
+  };
+}
+
+/** Baselines: `acme/web` build is learned (median 60 s wall, 30 CPU-s); test is still learning. */
+export const baselines: BaselineList = {
+  min_runs: 5,
+  history: 20,
+  factor: 3,
+  items: [
+    {
+      job_key: 'github:acme/web:ci:build',
+      runs_total: 9,
+      active: true,
+      last_run_id: 12,
+      last_status: 'running',
+      last_wall_s: 200,
+      baseline: { job_key: 'github:acme/web:ci:build', runs: 8, median_wall_s: 60, median_cpu_seconds: 30, p90_wall_s: 80 },
+    },
+    {
+      job_key: 'github:acme/web:ci:test',
+      runs_total: 2,
+      active: false,
+      last_run_id: 11,
+      last_status: 'exited',
+      last_wall_s: 40,
+      baseline: { job_key: 'github:acme/web:ci:test', runs: 2, median_wall_s: 40, median_cpu_seconds: null, p90_wall_s: 45 },
+    },
+  ],
+};
 
 export const audit: AuditRow = {
   id: 1,

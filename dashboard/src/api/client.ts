@@ -3,6 +3,8 @@
 import type {
   AuditPage,
   AuditQuery,
+  BaselineList,
+  BaselinesQuery,
   ControlAction,
   ControlResponse,
   IncidentPage,
@@ -135,6 +137,10 @@ export class Api {
 
   incidents(q: IncidentsQuery = {}, signal?: AbortSignal): Promise<IncidentPage> {
     return this.get('/incidents', q, signal);
+  }
+
+  baselines(q: BaselinesQuery = {}, signal?: AbortSignal): Promise<BaselineList> {
+    return this.get('/baselines', q, signal);
   }
 
   audit(q: AuditQuery = {}, signal?: AbortSignal): Promise<AuditPage> {

@@ -23,10 +23,14 @@ export type ResourceEvidence = Schemas['ResourceEvidence'];
 export type FindingKind = Schemas['FindingKind'];
 export type Action = Schemas['Action'];
 export type DecisionEvent = Schemas['DecisionEvent'];
+export type BaselineList = Schemas['BaselineList'];
+export type BaselineRow = Schemas['BaselineRow'];
+export type Baseline = Schemas['Baseline'];
 export type EventType = EventRow['type'];
 
 export type RunsQuery = NonNullable<operations['list_runs']['parameters']['query']>;
 export type IncidentsQuery = NonNullable<operations['list_incidents']['parameters']['query']>;
+export type BaselinesQuery = NonNullable<operations['list_baselines']['parameters']['query']>;
 export type AuditQuery = NonNullable<operations['list_audit']['parameters']['query']>;
 export type SamplesQuery = NonNullable<operations['run_samples']['parameters']['query']>;
 export type TimelineQuery = operations['timeline']['parameters']['query'];

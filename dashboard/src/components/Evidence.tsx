@@ -1,7 +1,7 @@
 import type { Evidence, IncidentRow } from '../api/types';
 import { KIND_LABELS } from '../api/types';
 import { duration, time } from '../format';
-import { ActionBadge } from './common';
+import { ActionBadge, actionDone, ShadowBadge } from './common';
 
 export function EvidenceView({ evidence }: { evidence: Evidence }) {
   if (evidence.type === 'loop') {
@@ -53,10 +53,19 @@ function round(v: number): string {
 
 export function IncidentCard({ incident, showRun }: { incident: IncidentRow; showRun?: boolean }) {
   return (
-    <article class="card incident" aria-label={`Incident ${incident.id}`}>
+    <article
+      class={`card incident${incident.shadow ? ' shadow' : ''}`}
+      aria-label={`Incident ${incident.id}${incident.shadow ? ' (shadow)' : ''}`}
+    >
       <header>
         <h3>
-          {KIND_LABELS[incident.kind]} <ActionBadge action={incident.action} />
+          {KIND_LABELS[incident.kind]} <ActionBadge action={incident.action} shadow={incident.shadow} />
+          {incident.shadow && (
+            <>
+              {' '}
+              <ShadowBadge />
+            </>
+          )}
         </h3>
         <span class="muted small">
           {showRun && (
@@ -70,7 +79,16 @@ export function IncidentCard({ incident, showRun }: { incident: IncidentRow; sho
       </header>
       <p>{incident.summary}</p>
       <p class="small">
-        <strong>Outcome:</strong> {incident.outcome || '–'}
+        <strong>Outcome:</strong>{' '}
+        {incident.shadow ? (
+          <>
+            nothing was done (shadow mode: enforcement would have {actionDone(incident.action)}
+            {incident.action === 'continue' ? '' : ' it'})
+            {incident.outcome ? ` · ${incident.outcome}` : ''}
+          </>
+        ) : (
+          incident.outcome || '–'
+        )}
       </p>
       <EvidenceView evidence={incident.evidence} />
       {incident.reasons.length > 0 && (

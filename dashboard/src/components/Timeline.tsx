@@ -1,10 +1,10 @@
 import type { EventRow } from '../api/types';
 import { KIND_LABELS } from '../api/types';
 import { bytes, duration, pct } from '../format';
-import { ActionBadge, StatusBadge } from './common';
+import { ActionBadge, ShadowBadge, StatusBadge } from './common';
 
-/** One line describing an event of a run's timeline. */
-export function describe(e: EventRow): preact.ComponentChildren {
+/** One line describing an event of a run's timeline (`shadow`: the run's decisions were not enforced). */
+export function describe(e: EventRow, shadow = false): preact.ComponentChildren {
   switch (e.type) {
     case 'run_started':
       return <>Started by {e.data.user} on {e.data.host} (sentry pid {e.data.pid})</>;
@@ -12,7 +12,7 @@ export function describe(e: EventRow): preact.ComponentChildren {
       const lead = e.data.findings[0];
       return (
         <>
-          Decision <ActionBadge action={e.data.action} /> at confidence {e.data.confidence.toFixed(2)}
+          Decision <ActionBadge action={e.data.action} shadow={shadow && e.data.action !== 'continue'} /> at confidence {e.data.confidence.toFixed(2)}
           {lead ? ` — ${KIND_LABELS[lead.kind]}: ${lead.summary}` : ''}
         </>
       );
@@ -20,7 +20,15 @@ export function describe(e: EventRow): preact.ComponentChildren {
     case 'incident':
       return (
         <>
-          Incident: {KIND_LABELS[e.data.kind]}, <ActionBadge action={e.data.action} /> → {e.data.outcome}
+          Incident: {KIND_LABELS[e.data.kind]}, <ActionBadge action={e.data.action} shadow={e.data.shadow} />
+          {e.data.shadow ? (
+            <>
+              {' '}
+              <ShadowBadge /> → nothing was done{e.data.outcome ? ` (${e.data.outcome})` : ''}
+            </>
+          ) : (
+            <> → {e.data.outcome}</>
+          )}
         </>
       );
     case 'status':
@@ -79,7 +87,7 @@ export function group(events: readonly EventRow[]): TimelineEntry[] {
   return out;
 }
 
-export function Timeline({ events, startedAt }: { events: EventRow[]; startedAt: number }) {
+export function Timeline({ events, startedAt, shadow }: { events: EventRow[]; startedAt: number; shadow?: boolean }) {
   if (events.length === 0) return <p class="muted">Nothing recorded yet.</p>;
   return (
     <ol class="timeline">
@@ -87,7 +95,7 @@ export function Timeline({ events, startedAt }: { events: EventRow[]; startedAt:
         <li key={e.id} class={`tl-${e.type}`}>
           <time class="muted small">+{duration(Math.max(0, e.at - startedAt))}</time>
           <span>
-            {describe(e)}
+            {describe(e, shadow)}
             {repeats > 1 && (
               <span class="muted small">
                 {' '}

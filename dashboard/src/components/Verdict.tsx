@@ -1,6 +1,6 @@
 import type { DecisionEvent } from '../api/types';
 import { KIND_LABELS } from '../api/types';
-import { ActionBadge } from './common';
+import { ActionBadge, actionDone, ShadowBadge } from './common';
 
 const WORDS: Record<string, string> = {
   continue: 'Healthy so far: sentry lets it run',
@@ -10,14 +10,24 @@ const WORDS: Record<string, string> = {
   restart: 'Runaway: sentry restarted it',
 };
 
+/** In shadow mode sentry decides as usual but enforces nothing. */
+function shadowWords(action: string): string {
+  if (action === 'continue') return WORDS.continue ?? action;
+  const lead = action === 'alert' ? 'Suspicious' : 'Runaway';
+  return `${lead}: sentry would have ${actionDone(action)} it (shadow mode: nothing was done)`;
+}
+
 export function Verdict({
   decision,
   live,
   status,
+  shadow,
 }: {
   decision: DecisionEvent | undefined;
   live: boolean;
   status?: string;
+  /** The run is in shadow mode: its decisions were not enforced. */
+  shadow?: boolean;
 }) {
   if (!decision) {
     return (
@@ -33,10 +43,11 @@ export function Verdict({
   return (
     <section class={`card verdict verdict-${decision.action}`} aria-labelledby="verdict-h">
       <h2 id="verdict-h">
-        Verdict <ActionBadge action={decision.action} />
+        Verdict <ActionBadge action={decision.action} shadow={shadow && decision.action !== 'continue'} />
+        {shadow && <ShadowBadge what="shadow mode" />}
       </h2>
       <p>
-        <strong>{WORDS[decision.action] ?? decision.action}</strong> (confidence {Math.round(decision.confidence * 100)}%,
+        <strong>{shadow ? shadowWords(decision.action) : (WORDS[decision.action] ?? decision.action)}</strong> (confidence {Math.round(decision.confidence * 100)}%,
         at +{decision.t_s.toFixed(1)} s, attempt {decision.attempt})
       </p>
       {!live && status && <p class="muted small">That was its last decision; the run is now {status}.</p>}

@@ -5,8 +5,39 @@ export function StatusBadge({ status }: { status: string }) {
   return <span class={`badge status-${status}`}>{status}</span>;
 }
 
-export function ActionBadge({ action }: { action: string }) {
-  return <span class={`badge action-${action}`}>{action}</span>;
+const DONE: Record<string, string> = {
+  continue: 'let it run',
+  alert: 'alerted',
+  pause: 'paused',
+  kill: 'killed',
+  restart: 'restarted',
+};
+
+/** An action in the past tense ("killed"), for "sentry killed it" or "would have killed it". */
+export function actionDone(action: string): string {
+  return DONE[action] ?? action;
+}
+
+/**
+ * An action sentry took; in shadow mode (`shadow`) one it only would have taken, worded so
+ * ("would have killed") and styled apart.
+ */
+export function ActionBadge({ action, shadow }: { action: string; shadow?: boolean }) {
+  if (!shadow) return <span class={`badge action-${action}`}>{action}</span>;
+  return (
+    <span class={`badge action-${action} would`} title="Shadow mode: what enforcement would have done; nothing was done">
+      would have {actionDone(action)}
+    </span>
+  );
+}
+
+/** Marks a run in shadow mode, or an incident taken in it: nothing was enforced. */
+export function ShadowBadge({ what = 'shadow' }: { what?: string }) {
+  return (
+    <span class="badge shadow" title="Shadow mode: sentry decided but did nothing; actions shown are what it would have done">
+      {what}
+    </span>
+  );
 }
 
 export function Loading({ what }: { what: string }) {

@@ -2,13 +2,13 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import type { ApiError } from '../api/client';
 import type { DecisionEvent, EventRow, IncidentRow, RunRow, SampleRow } from '../api/types';
 import { Chart, type Series } from '../components/Chart';
-import { Empty, ErrorNotice, Loading, StatusBadge } from '../components/common';
+import { Empty, ErrorNotice, Loading, ShadowBadge, StatusBadge } from '../components/common';
 import { Controls } from '../components/Controls';
 import { IncidentCard } from '../components/Evidence';
 import { Timeline } from '../components/Timeline';
 import { Verdict } from '../components/Verdict';
 import { asApiError, useSession } from '../context';
-import { bytes, command, duration, pct, runDuration, time } from '../format';
+import { bytes, command, duration, money, pct, runDuration, time } from '../format';
 import { useLiveEpoch, useLiveEvents, useNow } from '../live';
 
 /** A run's chart data, appended in place (a long run has thousands of samples). */
@@ -160,8 +160,9 @@ export function RunPage({ id }: { id: number }) {
         <h1 id="run-h">
           Run {run.id} <StatusBadge status={run.status} />
           {run.runaway && <span class="badge runaway">runaway</span>}
+          {run.shadow && <ShadowBadge what="shadow mode" />}
         </h1>
-        <a href="#/runs">All runs</a>
+        {run.kind === 'watch' ? <a href="#/fleet">The fleet</a> : <a href="#/runs">All runs</a>}
       </div>
       <p class="command-line">
         <code>{command(run.command)}</code>
@@ -202,6 +203,24 @@ export function RunPage({ id }: { id: number }) {
             {run.host} · {run.user}
           </dd>
         </div>
+        {run.cpu_seconds != null && (
+          <div>
+            <dt>CPU time</dt>
+            <dd>{duration(run.cpu_seconds)}</dd>
+          </div>
+        )}
+        {run.cost != null && (
+          <div>
+            <dt>Cost</dt>
+            <dd>{money(run.cost)}</dd>
+          </div>
+        )}
+        {Object.entries(run.labels).map(([k, v]) => (
+          <div key={k} class="label-fact">
+            <dt>{k}</dt>
+            <dd>{v}</dd>
+          </div>
+        ))}
         {run.events_lost > 0 && (
           <div>
             <dt>Writes lost</dt>
@@ -210,7 +229,13 @@ export function RunPage({ id }: { id: number }) {
         )}
       </dl>
       <Controls run={run} onDone={() => void refreshRun().catch((e: unknown) => report(e))} />
-      <Verdict decision={latestDecision(events)} live={live} status={run.status} />
+      {run.shadow && (
+        <p class="notice shadow-note">
+          <strong>Shadow mode:</strong> sentry watches and decides as usual but enforces nothing; every action shown
+          here is what it <em>would</em> have done.
+        </p>
+      )}
+      <Verdict decision={latestDecision(events)} live={live} status={run.status} shadow={run.shadow} />
       <section class="charts" aria-label="Resource charts">
         {s.xs.length === 0 ? (
           <Empty>
@@ -245,7 +270,7 @@ export function RunPage({ id }: { id: number }) {
       </section>
       <section aria-labelledby="run-tl-h">
         <h2 id="run-tl-h">Timeline</h2>
-        <Timeline events={events} startedAt={run.started_at} />
+        <Timeline events={events} startedAt={run.started_at} shadow={run.shadow} />
       </section>
     </section>
   );

@@ -1,6 +1,6 @@
 import { useRef, useState } from 'preact/hooks';
 import type { RunRow, RunStatus } from '../api/types';
-import { Empty, ErrorNotice, Loading, MoreButton, StatusBadge } from '../components/common';
+import { Empty, ErrorNotice, Loading, MoreButton, ShadowBadge, StatusBadge } from '../components/common';
 import { asApiError, useSession } from '../context';
 import { command, duration, runDuration, time } from '../format';
 import { useLiveEpoch, useLiveEvents, useNow } from '../live';
@@ -39,6 +39,7 @@ export function RunsTable({ runs, now }: { runs: RunRow[]; now: number }) {
             <td data-label="Status">
               <StatusBadge status={r.status} />
               {r.runaway && <span class="badge runaway">runaway</span>}
+              {r.shadow && <ShadowBadge what="shadow mode" />}
             </td>
             <td data-label="Mode">{r.mode ?? '–'}</td>
             <td data-label="Started">{time(r.started_at)}</td>
