@@ -13,9 +13,10 @@
 //!   kernel mode `writes` counts every `write()` of the tree, files included: that is I/O
 //!   progress anyway.
 //! - progress: output, CPU at or above the stall floor (`stall.cpu_pct`, 2% of a core by
-//!   default), or any change in the tree's storage I/O bytes. The count of read and write
-//!   syscalls is not progress: a polling loop (`while sleep 1; do check; done`) makes them
-//!   every second while doing nothing, and it is exactly what a silence timeout is for.
+//!   default), or I/O at 32 KiB/s or more on average since the last sign of progress. The
+//!   count of read and write syscalls is not progress, and neither is a trickle of reads: a
+//!   polling loop (`while sleep 1; do check; done`) reads a few KiB each time it starts a
+//!   program while doing nothing, and it is exactly what a silence timeout is for.
 
 use std::time::Duration;
 
@@ -43,20 +44,25 @@ struct OutputMark {
     write_bytes: u64,
 }
 
-/// Work counters at one sample: any change is progress.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct WorkMark {
-    io: Option<u64>,
-}
+/// I/O (bytes read and written, `Sample::io_read_bytes + io_write_bytes`) counts as progress
+/// at this average rate or more since the last sign of progress, measured over at least
+/// [`IO_MIN_SPAN`].
+pub const IO_PROGRESS_BYTES_PER_S: f64 = 32.0 * 1024.0;
+
+/// The shortest span the I/O rate is taken over, so one program start's reads (a few KiB
+/// within one sample) do not look like a stream.
+const IO_MIN_SPAN: Duration = Duration::from_secs(1);
 
 /// Times silence and idleness against the user's timeout.
 #[derive(Debug, Clone)]
 pub struct NoOutputDetector {
     timeout: Option<Duration>,
     cpu_floor_pct: f64,
-    last: Option<(OutputMark, WorkMark)>,
+    last: Option<OutputMark>,
     last_output: Duration,
     last_progress: Duration,
+    /// I/O total at the last sign of progress.
+    io_mark: Option<u64>,
 }
 
 impl NoOutputDetector {
@@ -72,6 +78,7 @@ impl NoOutputDetector {
             last: None,
             last_output: Duration::ZERO,
             last_progress: Duration::ZERO,
+            io_mark: None,
         }
     }
 
@@ -80,6 +87,7 @@ impl NoOutputDetector {
         self.last = None;
         self.last_output = Duration::ZERO;
         self.last_progress = Duration::ZERO;
+        self.io_mark = None;
     }
 
     /// Feeds one sample with the output counters at the same moment.
@@ -90,29 +98,40 @@ impl NoOutputDetector {
             writes: sample.writes,
             write_bytes: sample.write_bytes,
         };
-        let work = WorkMark {
-            io: io_total(sample),
-        };
+        let io = io_total(sample);
         // Clocks start with the run (time zero); a restart (time going backwards) restarts
         // them. The first sample only sets the baseline of the counters.
         if sample.at < self.last_progress {
             self.reset();
         }
-        if let Some((prev_output, prev_work)) = self.last {
+        let mut progress_now = false;
+        if let Some(prev_output) = self.last {
             if prev_output != output {
                 self.last_output = sample.at;
-                self.last_progress = sample.at;
+                progress_now = true;
             }
-            if prev_work != work {
-                self.last_progress = sample.at;
+            if let (Some(now), Some(mark)) = (io, self.io_mark) {
+                let span = sample
+                    .at
+                    .saturating_sub(self.last_progress)
+                    .max(IO_MIN_SPAN);
+                if now.saturating_sub(mark) as f64 >= IO_PROGRESS_BYTES_PER_S * secs(span) {
+                    progress_now = true;
+                }
             }
         }
         // NaN CPU (an unreadable sample) is not progress; it is not idleness proof either,
         // but the counters above still are.
         if sample.cpu_pct >= self.cpu_floor_pct {
-            self.last_progress = sample.at;
+            progress_now = true;
         }
-        self.last = Some((output, work));
+        if progress_now || self.last.is_none() {
+            if progress_now {
+                self.last_progress = sample.at;
+            }
+            self.io_mark = io;
+        }
+        self.last = Some(output);
 
         let silent = sample.at.saturating_sub(self.last_output);
         let idle = sample.at.saturating_sub(self.last_progress);
@@ -139,7 +158,7 @@ impl NoOutputDetector {
             reasons: vec![
                 summary.clone(),
                 format!(
-                    "the no-output timeout is {}; CPU below {:.0}% of a core, no change in storage I/O bytes",
+                    "the no-output timeout is {}; CPU below {:.0}% of a core, I/O under 32 KiB/s",
                     human_secs(limit),
                     self.cpu_floor_pct
                 ),
