@@ -212,16 +212,28 @@ fn loop_section(incident: &Incident, budget: usize, cut: &mut Vec<&'static str>)
 
 /// The measurement behind a resource finding.
 fn resource_section(incident: &Incident) -> String {
-    let Evidence::Resource(r) = &incident.evidence else {
-        return String::new();
-    };
-    format!(
-        "#### Evidence\n\n- {}: {:.1} against a threshold of {:.1}, over {:.1} s\n\n",
-        text(&r.metric, 40),
-        r.value,
-        r.threshold,
-        r.window_s
-    )
+    match &incident.evidence {
+        Evidence::Resource(r) => format!(
+            "#### Evidence\n\n- {}: {:.1} against a threshold of {:.1}, over {:.1} s\n\n",
+            text(&r.metric, 40),
+            r.value,
+            r.threshold,
+            r.window_s
+        ),
+        Evidence::Regression(r) => format!(
+            "#### Evidence\n\n- {} {:.1} s is {:.1}x the median {:.1} s of the last {} healthy runs \
+             of {} (flagged past {:.1} s; p90 wall time {:.1} s)\n\n",
+            if r.metric == "cpu_s" { "CPU time" } else { "wall time" },
+            r.value,
+            r.ratio,
+            r.median,
+            r.runs,
+            text(&r.job_key, 200),
+            r.threshold,
+            r.p90_wall_s
+        ),
+        Evidence::Loop(_) => String::new(),
+    }
 }
 
 /// Every incident in order, as a table, within `budget` bytes.
@@ -472,6 +484,27 @@ mod tests {
         assert!(s.starts_with("### sentry: runaway suspected"), "{s}");
         assert!(
             s.contains("cpu\\_pct: 199.0 against a threshold of 90.0, over 30.0 s"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn a_regression_shows_the_baseline_it_was_measured_against() {
+        let mut inc = cpu_incident(Action::Alert, 7.1, 0.5);
+        inc.kind = crate::model::FindingKind::Regression;
+        inc.evidence = Evidence::Regression(crate::model::RegressionEvidence {
+            metric: "wall_s".into(),
+            value: 7.1,
+            median: 2.0,
+            ratio: 3.55,
+            threshold: 6.0,
+            runs: 5,
+            p90_wall_s: 2.2,
+            job_key: "ci:acme/web:ci:build".into(),
+        });
+        let s = summary(&report(vec![inc]));
+        assert!(
+            s.contains("wall time 7.1 s is 3.5x the median 2.0 s of the last 5 healthy runs of ci\\:acme/web\\:ci\\:build"),
             "{s}"
         );
     }
