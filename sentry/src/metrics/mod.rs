@@ -228,7 +228,7 @@ fn write_store(out: &mut String, m: &StoreMetrics) {
 /// retention deletes old runs, which Prometheus's `rate` reads as a reset).
 fn write_jobs(out: &mut String, m: &StoreMetrics) {
     type Figure = fn(&crate::store::JobMetrics) -> Option<f64>;
-    let families: [(&str, &str, &str, Figure); 5] = [
+    let families: [(&str, &str, &str, Figure); 7] = [
         (
             "sentry_job_cpu_seconds_total",
             "counter",
@@ -258,6 +258,18 @@ fn write_jobs(out: &mut String, m: &StoreMetrics) {
             "counter",
             "Output writes of the job's runs the capture could not record.",
             |j| Some(j.events_lost as f64),
+        ),
+        (
+            "sentry_job_memory_gb_seconds_total",
+            "counter",
+            "Resident memory of the job's runs integrated over time, GB-seconds (live runs so far).",
+            |j| Some(j.memory_gb_seconds),
+        ),
+        (
+            "sentry_job_cost_total",
+            "counter",
+            "What the job's runs cost at their price per CPU-hour (--price-per-cpu-hour), in that price's currency; only jobs with a priced run.",
+            |j| j.cost,
         ),
     ];
     for (name, kind, help, figure) in families {
@@ -417,6 +429,8 @@ mod tests {
                     output_lines: 10,
                     events_captured: 7,
                     events_lost: 1,
+                    memory_gb_seconds: 0.25,
+                    cost: Some(0.0125),
                 },
                 JobMetrics {
                     labels: JobLabels {
@@ -490,6 +504,8 @@ mod tests {
             "sentry_job_output_lines_total",
             "sentry_job_events_captured_total",
             "sentry_job_events_lost_total",
+            "sentry_job_memory_gb_seconds_total",
+            "sentry_job_cost_total",
             "sentry_job_runs_total",
             "sentry_job_info",
             "sentry_alerts_total",
@@ -614,12 +630,18 @@ mod tests {
             "sentry_job_memory_peak_bytes{ci=\"github\",repository=\"acme/api\",workflow=\"CI\",ci_job=\"test \\\"unit\\\"\"} 1048576",
             "sentry_job_runs_total{ci=\"github\",repository=\"acme/api\",workflow=\"CI\",ci_job=\"test \\\"unit\\\"\",state=\"running\"} 1",
             "sentry_job_events_lost_total{ci=\"github\",repository=\"acme/api\",workflow=\"CI\",ci_job=\"test \\\"unit\\\"\"} 1",
+            "sentry_job_memory_gb_seconds_total{ci=\"github\",repository=\"acme/api\",workflow=\"CI\",ci_job=\"test \\\"unit\\\"\"} 0.25",
+            "sentry_job_cost_total{ci=\"github\",repository=\"acme/api\",workflow=\"CI\",ci_job=\"test \\\"unit\\\"\"} 0.0125",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
         }
-        // No peak measured: no sample rather than a made-up 0.
+        // No peak measured: no sample rather than a made-up 0; no price: no cost.
         assert!(
             !text.contains("sentry_job_memory_peak_bytes{ci=\"local\""),
+            "{text}"
+        );
+        assert!(
+            !text.contains("sentry_job_cost_total{ci=\"local\""),
             "{text}"
         );
     }

@@ -350,6 +350,10 @@ pub struct JobMetrics {
     pub events_captured: u64,
     /// Writes the capture could not record.
     pub events_lost: u64,
+    /// Resident memory integrated over time, GB-seconds (live runs so far).
+    pub memory_gb_seconds: f64,
+    /// Money at the runs' price per CPU-hour; `None` when no run of the job was priced.
+    pub cost: Option<f64>,
 }
 
 /// A run being supervised now, for the metrics' info series (the only place run ids go).
@@ -823,7 +827,7 @@ impl Store {
                       THEN json_extract(command, '$[0]') END AS p, \
                  kind, status, count(*), coalesce(sum(cpu_seconds), 0), max(mem_peak_bytes), \
                  coalesce(sum(output_lines), 0), sum(events_captured), sum(events_lost), \
-                 sum(restarts) \
+                 sum(restarts), coalesce(sum(mem_gb_seconds), 0), sum(cost) \
                  FROM runs GROUP BY k, p, kind, status",
             )
             .map_err(err)?;
@@ -841,6 +845,8 @@ impl Store {
                         output_lines: r.get(7)?,
                         events_captured: r.get(8)?,
                         events_lost: r.get(9)?,
+                        memory_gb_seconds: r.get(11)?,
+                        cost: r.get(12)?,
                         ..JobMetrics::default()
                     },
                     r.get::<_, u64>(10)?,
@@ -863,6 +869,10 @@ impl Store {
             job.output_lines += figures.output_lines;
             job.events_captured += figures.events_captured;
             job.events_lost += figures.events_lost;
+            job.memory_gb_seconds += figures.memory_gb_seconds;
+            if let Some(c) = figures.cost {
+                *job.cost.get_or_insert(0.0) += c;
+            }
         }
 
         // Live runs, one by one (few): `lost` is not a stored status but a live-looking run
