@@ -260,10 +260,10 @@ fn write_jobs(out: &mut String, m: &StoreMetrics) {
             |j| Some(j.events_lost as f64),
         ),
         (
-            "sentry_job_memory_gb_seconds_total",
+            "sentry_job_memory_byte_seconds_total",
             "counter",
-            "Resident memory of the job's runs integrated over time, GB-seconds (live runs so far).",
-            |j| Some(j.memory_gb_seconds),
+            "Resident memory of the job's runs integrated over time, byte-seconds (live runs so far).",
+            |j| Some(j.memory_gb_seconds * 1e9),
         ),
         (
             "sentry_job_cost_total",
@@ -504,7 +504,7 @@ mod tests {
             "sentry_job_output_lines_total",
             "sentry_job_events_captured_total",
             "sentry_job_events_lost_total",
-            "sentry_job_memory_gb_seconds_total",
+            "sentry_job_memory_byte_seconds_total",
             "sentry_job_cost_total",
             "sentry_job_runs_total",
             "sentry_job_info",
@@ -630,7 +630,7 @@ mod tests {
             "sentry_job_memory_peak_bytes{ci=\"github\",repository=\"acme/api\",workflow=\"CI\",ci_job=\"test \\\"unit\\\"\"} 1048576",
             "sentry_job_runs_total{ci=\"github\",repository=\"acme/api\",workflow=\"CI\",ci_job=\"test \\\"unit\\\"\",state=\"running\"} 1",
             "sentry_job_events_lost_total{ci=\"github\",repository=\"acme/api\",workflow=\"CI\",ci_job=\"test \\\"unit\\\"\"} 1",
-            "sentry_job_memory_gb_seconds_total{ci=\"github\",repository=\"acme/api\",workflow=\"CI\",ci_job=\"test \\\"unit\\\"\"} 0.25",
+            "sentry_job_memory_byte_seconds_total{ci=\"github\",repository=\"acme/api\",workflow=\"CI\",ci_job=\"test \\\"unit\\\"\"} 250000000",
             "sentry_job_cost_total{ci=\"github\",repository=\"acme/api\",workflow=\"CI\",ci_job=\"test \\\"unit\\\"\"} 0.0125",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
