@@ -441,6 +441,26 @@ mod tests {
     }
 
     #[test]
+    fn a_store_at_version_3_gains_the_measured_wall_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sentry.db");
+        // What a build between schema 3 and 4 left: version 3, no `wall_s`.
+        let store = Store::open(&path).unwrap();
+        store
+            .conn()
+            .execute_batch("ALTER TABLE runs DROP COLUMN wall_s; PRAGMA user_version = 3;")
+            .unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(schema::version(store.conn()).unwrap(), SCHEMA_VERSION);
+        store
+            .conn()
+            .execute_batch("SELECT wall_s FROM runs")
+            .unwrap();
+        assert!(store.baseline("cmd:true", 20).unwrap().is_none());
+    }
+
+    #[test]
     fn a_file_that_is_not_a_database_is_refused_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sentry.db");

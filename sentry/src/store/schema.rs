@@ -150,7 +150,6 @@ const MIGRATIONS: &[&str] = &[
     // price per CPU-hour, money), whether it ran in shadow mode, and shadow incidents (what
     // enforcement would have done). Baselines read a job key's recent healthy runs.
     r#"
-    ALTER TABLE runs ADD COLUMN wall_s         REAL;
     ALTER TABLE runs ADD COLUMN mem_gb_seconds REAL;
     ALTER TABLE runs ADD COLUMN io_read_bytes  INTEGER;
     ALTER TABLE runs ADD COLUMN io_write_bytes INTEGER;
@@ -159,6 +158,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN shadow         INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE incidents ADD COLUMN shadow    INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX runs_by_job_end ON runs(job_key, ended_at);
+    "#,
+    // 4: the wall time sentry measured for a run, which baselines compare (a store written
+    // between 3 and 4 falls back to its recorded start and end).
+    r#"
+    ALTER TABLE runs ADD COLUMN wall_s REAL;
     "#,
 ];
 
