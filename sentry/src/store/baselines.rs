@@ -104,14 +104,24 @@ impl Store {
         let now = super::unix_now();
         for (job_key, runs_total, last_run_id) in keys.drain(..) {
             let baseline = self.baseline(&job_key, history)?;
-            let (last_status, last_wall_s) = conn
-                .query_row(
-                    "SELECT status, coalesce(wall_s, coalesce(ended_at, ?2) - started_at) FROM runs \
-                     WHERE id = ?1",
-                    params![last_run_id, now],
-                    |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<f64>>(1)?)),
-                )
-                .map_err(|e| self.error(e))?;
+            // The last run as the API shows it: a live-looking run whose sentry is gone is
+            // `lost`, and has no wall time to compare.
+            let last = self.run(last_run_id)?;
+            let (last_status, last_wall_s) = match last {
+                Some(run) if run.status == "lost" => (run.status, None),
+                Some(run) => {
+                    let wall: Option<f64> = conn
+                        .query_row(
+                            "SELECT coalesce(wall_s, coalesce(ended_at, ?2) - started_at) \
+                             FROM runs WHERE id = ?1",
+                            params![last_run_id, now],
+                            |r| r.get(0),
+                        )
+                        .map_err(|e| self.error(e))?;
+                    (run.status, wall)
+                }
+                None => ("deleted".to_string(), None),
+            };
             out.push(BaselineRow {
                 active: baseline.as_ref().is_some_and(|b| b.runs >= min_runs),
                 job_key,
