@@ -182,8 +182,9 @@ fn a_silent_polling_loop_is_stopped_at_the_no_output_timeout(mode: TestMode) {
         .unwrap_or_else(|| panic!("a kill: {}", run.report));
     assert_eq!(stop["kind"], "no_output", "report: {}", run.report);
     let at = stop["detected_after_s"].as_f64().unwrap_or(f64::MAX);
+    // At the timeout, give or take the samples of a loaded machine.
     assert!(
-        (3.0..6.0).contains(&at),
+        (3.0..7.0).contains(&at),
         "stopped after {at} s: {}",
         run.report
     );

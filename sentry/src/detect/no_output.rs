@@ -12,8 +12,9 @@
 //! - output: a new logical line, or any captured write (`Sample::writes`, `write_bytes`). In
 //!   kernel mode `writes` counts every `write()` of the tree, files included: that is I/O
 //!   progress anyway.
-//! - progress: output, CPU at or above the stall floor (`stall.cpu_pct`, 2% of a core by
-//!   default), or I/O at 32 KiB/s or more on average since the last sign of progress. The
+//! - progress: output, or CPU at or above the stall floor (`stall.cpu_pct`, 2% of a core by
+//!   default) or I/O at 32 KiB/s or more, each on average since the last sign of progress
+//!   (over at least a second). The
 //!   count of read and write syscalls is not progress, and neither is a trickle of reads: a
 //!   polling loop (`while sleep 1; do check; done`) reads a few KiB each time it starts a
 //!   program while doing nothing, and it is exactly what a silence timeout is for.
@@ -63,6 +64,8 @@ pub struct NoOutputDetector {
     last_progress: Duration,
     /// I/O total at the last sign of progress.
     io_mark: Option<u64>,
+    /// The tree's cumulative CPU at the last sign of progress, microseconds.
+    cpu_mark: u64,
 }
 
 impl NoOutputDetector {
@@ -79,6 +82,7 @@ impl NoOutputDetector {
             last_output: Duration::ZERO,
             last_progress: Duration::ZERO,
             io_mark: None,
+            cpu_mark: 0,
         }
     }
 
@@ -88,6 +92,7 @@ impl NoOutputDetector {
         self.last_output = Duration::ZERO;
         self.last_progress = Duration::ZERO;
         self.io_mark = None;
+        self.cpu_mark = 0;
     }
 
     /// Feeds one sample with the output counters at the same moment.
@@ -120,16 +125,25 @@ impl NoOutputDetector {
                 }
             }
         }
-        // NaN CPU (an unreadable sample) is not progress; it is not idleness proof either,
-        // but the counters above still are.
-        if sample.cpu_pct >= self.cpu_floor_pct {
-            progress_now = true;
+        // CPU counts on average since the last sign of progress (over at least a second),
+        // like I/O: one program start of a polling loop is a few milliseconds of CPU, which
+        // within a quarter-second sample looks like 2% of a core.
+        if self.last.is_some() {
+            let span = sample
+                .at
+                .saturating_sub(self.last_progress)
+                .max(IO_MIN_SPAN);
+            let used_s = sample.cpu_usage_us.saturating_sub(self.cpu_mark) as f64 / 1e6;
+            if used_s * 100.0 >= self.cpu_floor_pct * secs(span) {
+                progress_now = true;
+            }
         }
         if progress_now || self.last.is_none() {
             if progress_now {
                 self.last_progress = sample.at;
             }
             self.io_mark = io;
+            self.cpu_mark = sample.cpu_usage_us;
         }
         self.last = Some(output);
 
@@ -240,8 +254,14 @@ mod tests {
         );
         let mut first = None;
         let mut last = None;
+        // The tree's cumulative CPU, as a backend reports it with each sample.
+        let mut cpu_us = 0u64;
         for t in (0..=ms).step_by(250) {
-            let (s, p) = f(t);
+            let (mut s, p) = f(t);
+            if t > 0 {
+                cpu_us += (s.cpu_pct / 100.0 * 250_000.0) as u64;
+            }
+            s.cpu_usage_us = cpu_us;
             last = d.observe(&s, &p);
             if last.is_some() && first.is_none() {
                 first = Some(t);
@@ -345,6 +365,18 @@ mod tests {
             )
         });
         assert_eq!(first, Some(8000));
+    }
+
+    #[test]
+    fn short_cpu_bursts_of_a_polling_loop_are_not_progress() {
+        // One program start every second: 4% of a core within one quarter-second sample,
+        // 1% on average.
+        let (first, _) = run(3.0, 10_000, |t| {
+            let mut s = idle(t);
+            s.cpu_pct = if t % 1000 == 0 { 4.0 } else { 0.0 };
+            (s, ProgressSignals::default())
+        });
+        assert_eq!(first, Some(3000), "a polling loop is silent and idle");
     }
 
     #[test]
