@@ -743,35 +743,38 @@ struct Drain {
 }
 
 /// How many output chunks per 100 ms the detectors are given. A loop shows within a few
-/// hundred lines, and the detectors cost about 2 µs a line on this project's VM: analysing
-/// every one of a million writes a second would take a whole core away from the command
-/// (`cargo xtask bench capture`). 10,000 per 100 ms (100,000 a second) bounds that to about a
-/// fifth of a core. The window keeps the analysed chunks contiguous, so lines stay whole and a
-/// cycle stays a cycle.
-const ANALYSIS_PER_WINDOW: u32 = 10_000;
+/// hundred lines, and the detectors cost about 1 µs a line on this project's VM: analysing
+/// every one of a million writes a second would take a whole core away from the command.
+/// When the command keeps every core busy (a writer piped into a reader on two cores), every
+/// line analysed is taken from it: at 100,000 chunks a second `cargo xtask bench capture`
+/// measured the piped writer at 1.46x the floor, at 25,000 at 1.25x (12 interleaved rounds).
+/// 2,500 per 100 ms still holds 39 repeats of the longest cycle looked for (64 lines). The
+/// window keeps the analysed chunks contiguous, so lines stay whole and a cycle stays a cycle.
+const ANALYSIS_PER_WINDOW: u32 = 2_500;
 const ANALYSIS_WINDOW: Duration = Duration::from_millis(100);
 
-#[derive(Debug)]
+/// Admits output chunks to analysis, [`ANALYSIS_PER_WINDOW`] per window of output time. The
+/// windows run on the chunks' own capture times (the probe's clock), not on a clock read per
+/// chunk: beyond the budget every record of a write storm asks, and a clock read each was a
+/// visible share of the drain's time.
+#[derive(Debug, Default)]
 pub(crate) struct AnalysisBudget {
-    window_start: Instant,
+    window_start: Duration,
     admitted: u32,
 }
 
 impl AnalysisBudget {
     pub(crate) fn new() -> Self {
-        AnalysisBudget {
-            window_start: Instant::now(),
-            admitted: 0,
-        }
+        AnalysisBudget::default()
     }
 
-    pub(crate) fn admit(&mut self) -> bool {
+    /// Whether the chunk captured at `at` (since the run's start) is analysed.
+    pub(crate) fn admit(&mut self, at: Duration) -> bool {
         if self.admitted >= ANALYSIS_PER_WINDOW {
-            let now = Instant::now();
-            if now.duration_since(self.window_start) < ANALYSIS_WINDOW {
+            if at.saturating_sub(self.window_start) < ANALYSIS_WINDOW {
                 return false;
             }
-            self.window_start = now;
+            self.window_start = at;
             self.admitted = 0;
         }
         self.admitted += 1;
@@ -891,36 +894,41 @@ impl Drain {
         self.probe.wait_for_events(timeout);
     }
 
-    /// Takes every record out of the ring; returns how many.
+    /// Takes every record out of the ring; returns how many. A record's payload is copied
+    /// out only when it goes to the detectors: in a write storm most records are counted and
+    /// shed, and a copy each was an allocation and a free per record.
     fn drain(&mut self) -> usize {
         let mut n = 0;
         while let Some(item) = self.probe.events.next() {
             n += 1;
-            if let Some((chunk, read_failed)) = decode(&item, self.start_ns) {
-                self.totals.events_captured += 1;
-                self.totals.bytes_captured += chunk.bytes.len() as u64;
-                if read_failed {
-                    self.totals.read_failures += 1;
-                }
-                if !self.outputs.is_output(chunk.pid, chunk.fd) {
-                    self.totals.writes_not_output += 1;
-                    continue;
-                }
-                // Never wait for the detectors: a drain that blocks lets the ring fill and
-                // loses records. Beyond the analysis budget, or when they fall behind, chunks
-                // are shed from analysis and counted; the capture stays exact. A closed
-                // receiver means the consumer is gone; keep draining for the counts.
-                if self.deliver_all {
-                    // Recording every chunk was asked for (`--events`): wait for the consumer;
-                    // the ring absorbs the backlog, and what it cannot hold is counted lost.
-                    let _ = self.tx.send(Observation::Output(chunk));
-                } else if !self.analysis.admit() {
-                    self.totals.chunks_shed += 1;
-                } else if let Err(mpsc::TrySendError::Full(_)) =
-                    self.tx.try_send(Observation::Output(chunk))
-                {
-                    self.totals.chunks_shed += 1;
-                }
+            let Some(record) = Record::parse(&item) else {
+                continue;
+            };
+            let at = record.at(self.start_ns);
+            let (pid, fd) = (record.header.tgid, record.header.fd);
+            self.totals.events_captured += 1;
+            self.totals.bytes_captured += record.payload.len() as u64;
+            if record.read_failed() {
+                self.totals.read_failures += 1;
+            }
+            if !self.outputs.is_output(pid, fd, at) {
+                self.totals.writes_not_output += 1;
+                continue;
+            }
+            // Never wait for the detectors: a drain that blocks lets the ring fill and
+            // loses records. Beyond the analysis budget, or when they fall behind, chunks
+            // are shed from analysis and counted; the capture stays exact. A closed
+            // receiver means the consumer is gone; keep draining for the counts.
+            if self.deliver_all {
+                // Recording every chunk was asked for (`--events`): wait for the consumer;
+                // the ring absorbs the backlog, and what it cannot hold is counted lost.
+                let _ = self.tx.send(Observation::Output(record.chunk(at)));
+            } else if !self.analysis.admit(at) {
+                self.totals.chunks_shed += 1;
+            } else if let Err(mpsc::TrySendError::Full(_)) =
+                self.tx.try_send(Observation::Output(record.chunk(at)))
+            {
+                self.totals.chunks_shed += 1;
             }
         }
         n
@@ -956,31 +964,80 @@ impl Drain {
     }
 }
 
+/// One ring record, read in place.
+pub(crate) struct Record<'a> {
+    pub(crate) header: sentry_common::WriteHeader,
+    pub(crate) payload: &'a [u8],
+}
+
+impl<'a> Record<'a> {
+    /// The header and captured payload of a record; `None` for a malformed one.
+    pub(crate) fn parse(record: &'a [u8]) -> Option<Record<'a>> {
+        use sentry_common::{WriteHeader, WRITE_HEADER_BYTES};
+        if record.len() < WRITE_HEADER_BYTES {
+            return None;
+        }
+        // SAFETY: WriteHeader is plain #[repr(C)] integers, valid for any bit pattern, and the
+        // record holds at least its size; read_unaligned copes with any alignment.
+        let header: WriteHeader = unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
+        let end = WRITE_HEADER_BYTES.checked_add(header.captured_len as usize)?;
+        let payload = record.get(WRITE_HEADER_BYTES..end)?;
+        Some(Record { header, payload })
+    }
+
+    /// When the write was made, relative to `start_ns` on the probe's clock.
+    pub(crate) fn at(&self, start_ns: u64) -> Duration {
+        Duration::from_nanos(self.header.ts_ns.saturating_sub(start_ns))
+    }
+
+    /// Whether the kernel could not read the written buffer.
+    pub(crate) fn read_failed(&self) -> bool {
+        self.header.flags & sentry_common::FLAG_READ_FAILED != 0
+    }
+
+    /// The write as an output chunk (the payload copied out).
+    pub(crate) fn chunk(&self, at: Duration) -> OutputChunk {
+        OutputChunk {
+            pid: self.header.tgid,
+            fd: self.header.fd,
+            at,
+            bytes: self.payload.to_vec(),
+            written_len: self.header.written_len,
+        }
+    }
+}
+
 /// Turns one ring record into an output chunk; the flag says the kernel could not read the
 /// buffer. `None` for a malformed record.
 pub(crate) fn decode(record: &[u8], start_ns: u64) -> Option<(OutputChunk, bool)> {
-    use sentry_common::{WriteHeader, FLAG_READ_FAILED, WRITE_HEADER_BYTES};
-    if record.len() < WRITE_HEADER_BYTES {
-        return None;
-    }
-    // SAFETY: WriteHeader is plain #[repr(C)] integers, valid for any bit pattern, and the
-    // record holds at least its size; read_unaligned copes with any alignment.
-    let header: WriteHeader = unsafe { std::ptr::read_unaligned(record.as_ptr().cast()) };
-    let end = WRITE_HEADER_BYTES.checked_add(header.captured_len as usize)?;
-    let payload = record.get(WRITE_HEADER_BYTES..end)?;
-    let chunk = OutputChunk {
-        pid: header.tgid,
-        fd: header.fd,
-        at: Duration::from_nanos(header.ts_ns.saturating_sub(start_ns)),
-        bytes: payload.to_vec(),
-        written_len: header.written_len,
-    };
-    Some((chunk, header.flags & FLAG_READ_FAILED != 0))
+    let record = Record::parse(record)?;
+    Some((record.chunk(record.at(start_ns)), record.read_failed()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_analysis_budget_runs_on_the_chunks_own_times() {
+        let mut budget = AnalysisBudget::new();
+        let ms = Duration::from_millis;
+        let admitted = (0..ANALYSIS_PER_WINDOW + 500)
+            .filter(|_| budget.admit(ms(10)))
+            .count();
+        assert_eq!(admitted, ANALYSIS_PER_WINDOW as usize);
+        // Still inside the window (and a record from another CPU stamped a little earlier).
+        assert!(!budget.admit(ms(99)));
+        assert!(!budget.admit(ms(5)));
+        // 100 ms of output time after the window opened, a new one opens.
+        assert!(budget.admit(ms(100)));
+        let more = (0..ANALYSIS_PER_WINDOW)
+            .filter(|_| budget.admit(ms(150)))
+            .count();
+        assert_eq!(more, ANALYSIS_PER_WINDOW as usize - 1);
+        assert!(!budget.admit(ms(199)));
+        assert!(budget.admit(ms(200)));
+    }
 
     #[test]
     fn reads_capeff_and_names_the_missing_capabilities() {

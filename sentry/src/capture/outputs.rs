@@ -6,12 +6,15 @@
 //!
 //! A process may be gone before its writes are drained (a `$(…)` helper lives about a
 //! millisecond); then descriptors 1 and 2 count as output, others do not. Classifications are
-//! cached for a second, since a descriptor can be closed and reopened on another file.
+//! cached for a second of capture time (the records' own timestamps, so that a write storm
+//! pays no clock read per record), since a descriptor can be closed and reopened on another
+//! file. The latest classification is also kept apart, so that a run of writes by one process
+//! to one descriptor (the usual case) pays no hash lookup either.
 
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// How long a classification is trusted.
 const TTL: Duration = Duration::from_secs(1);
@@ -30,7 +33,10 @@ fn file_id(link: &str) -> Option<FileId> {
 #[derive(Debug)]
 pub struct OutputFds {
     targets: Vec<FileId>,
-    cache: HashMap<(u32, u32), (bool, Instant)>,
+    /// Verdicts and when (capture time) they were made.
+    cache: HashMap<(u32, u32), (bool, Duration)>,
+    /// The latest verdict, checked before the map.
+    last: Option<((u32, u32), bool, Duration)>,
 }
 
 impl OutputFds {
@@ -43,25 +49,35 @@ impl OutputFds {
         OutputFds {
             targets,
             cache: HashMap::new(),
+            last: None,
         }
     }
 
-    /// Whether a write by `pid` to `fd` is output.
-    pub fn is_output(&mut self, pid: u32, fd: u32) -> bool {
-        let now = Instant::now();
-        if let Some((verdict, at)) = self.cache.get(&(pid, fd)) {
-            if now.duration_since(*at) < TTL {
-                return *verdict;
+    /// Whether a write by `pid` to `fd`, captured at `at` (any clock that only moves forward,
+    /// in practice the time since the run started), is output.
+    pub fn is_output(&mut self, pid: u32, fd: u32, at: Duration) -> bool {
+        let key = (pid, fd);
+        if let Some((k, verdict, since)) = self.last {
+            if k == key && at.saturating_sub(since) < TTL {
+                return verdict;
             }
         }
-        let verdict = match file_id(&format!("/proc/{pid}/fd/{fd}")) {
-            Some(id) => self.targets.is_empty() || self.targets.contains(&id),
-            None => fd == 1 || fd == 2,
+        let fresh = |since: Duration| at.saturating_sub(since) < TTL;
+        let (verdict, since) = match self.cache.get(&key) {
+            Some(&(verdict, since)) if fresh(since) => (verdict, since),
+            _ => {
+                let verdict = match file_id(&format!("/proc/{pid}/fd/{fd}")) {
+                    Some(id) => self.targets.is_empty() || self.targets.contains(&id),
+                    None => fd == 1 || fd == 2,
+                };
+                if self.cache.len() >= MAX_ENTRIES {
+                    self.cache.clear();
+                }
+                self.cache.insert(key, (verdict, at));
+                (verdict, at)
+            }
         };
-        if self.cache.len() >= MAX_ENTRIES {
-            self.cache.clear();
-        }
-        self.cache.insert((pid, fd), (verdict, now));
+        self.last = Some((key, verdict, since));
         verdict
     }
 }
@@ -75,20 +91,44 @@ mod tests {
     fn own_stdout_is_output_and_a_file_is_not() {
         let mut outputs = OutputFds::of_this_process();
         let me = std::process::id();
-        assert!(outputs.is_output(me, 1));
-        assert!(outputs.is_output(me, 2));
+        assert!(outputs.is_output(me, 1, Duration::ZERO));
+        assert!(outputs.is_output(me, 2, Duration::ZERO));
         let mut file = tempfile::tempfile().unwrap();
         file.write_all(b"x").unwrap();
         use std::os::fd::AsRawFd;
         let fd = file.as_raw_fd() as u32;
-        assert!(!outputs.is_output(me, fd), "a temporary file is not output");
+        assert!(
+            !outputs.is_output(me, fd, Duration::ZERO),
+            "a temporary file is not output"
+        );
     }
 
     #[test]
     fn vanished_processes_fall_back_to_the_standard_descriptors() {
         let mut outputs = OutputFds::of_this_process();
         // Pid 0 never has a /proc entry.
-        assert!(outputs.is_output(0, 1));
-        assert!(!outputs.is_output(0, 5));
+        assert!(outputs.is_output(0, 1, Duration::ZERO));
+        assert!(!outputs.is_output(0, 5, Duration::ZERO));
+    }
+
+    #[test]
+    fn a_verdict_is_trusted_for_a_second_of_capture_time() {
+        let mut outputs = OutputFds::of_this_process();
+        let me = std::process::id();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        // A descriptor of this process that is not output, then reopened on stdout's file.
+        let fd = unsafe { libc::dup(std::os::fd::AsRawFd::as_raw_fd(file.as_file())) };
+        assert!(fd > 2);
+        let at = Duration::from_millis;
+        assert!(!outputs.is_output(me, fd as u32, at(0)));
+        assert!(outputs.is_output(me, 1, at(1)), "another key in between");
+        assert_eq!(unsafe { libc::dup2(1, fd) }, fd);
+        // Cached, whether it is the latest verdict or only in the map.
+        assert!(!outputs.is_output(me, fd as u32, at(500)));
+        assert!(!outputs.is_output(me, fd as u32, at(999)));
+        // A second after the verdict it is made again, and now the descriptor is output.
+        assert!(outputs.is_output(me, fd as u32, at(1000)));
+        assert!(outputs.is_output(me, fd as u32, at(1001)));
+        unsafe { libc::close(fd) };
     }
 }

@@ -43,6 +43,18 @@ pub const HISTORY: usize = 512;
 /// Repeats of a cycle inspected when scoring it.
 pub const MAX_REPEATS_SCORED: usize = 8;
 
+/// An active cycle is scored again on every repeat up to this many repeats (the score's
+/// repeat term saturates at about 24), and after that only when its repeats grew by an
+/// eighth or [`RESCORE_AFTER`] of output time passed since it was last scored. Scoring
+/// formats a finding; a one-line cycle repeating on every line of a million-line-a-second
+/// write storm was most of sentry's CPU (`cargo xtask bench capture`), for a finding that
+/// only the repeat count changed in. The finding's repeat count and latest lines may so lag
+/// by at most an eighth or 50 ms of output.
+const RESCORED_EVERY_REPEAT_UP_TO: usize = 32;
+
+/// See [`RESCORED_EVERY_REPEAT_UP_TO`].
+const RESCORE_AFTER: Duration = Duration::from_millis(50);
+
 /// Per-stream sequences tracked at once (least recently written dropped first).
 const MAX_STREAM_TRACKS: usize = 16;
 
@@ -232,6 +244,14 @@ struct Active {
     first_line: u64,
     repeats: usize,
     finding: Finding,
+}
+
+/// Whether an active cycle that now has `repeats` repeats is to be scored again (see
+/// [`RESCORED_EVERY_REPEAT_UP_TO`]).
+fn rescore_due(active: &Active, repeats: usize, at: Duration) -> bool {
+    repeats <= RESCORED_EVERY_REPEAT_UP_TO
+        || repeats >= active.repeats + active.repeats / 8
+        || at.saturating_sub(active.finding.at) >= RESCORE_AFTER
 }
 
 /// For one kind of line hash, which lines equal the line `p` earlier, for every period `p`
@@ -487,7 +507,7 @@ impl Track {
             let longer = best.is_some_and(|q| q != p && self.run(q) > self.run(p));
             if self.run(p) > 0 && !longer {
                 let repeats = self.run(p) as usize / p + 1;
-                if repeats > active.repeats {
+                if repeats > active.repeats && rescore_due(active, repeats, line.at) {
                     let first = active.first_line;
                     self.evaluate(cfg, p, repeats, first, line);
                     return true;
@@ -1317,6 +1337,33 @@ mod tests {
         let fired = fired.expect("spam not detected");
         assert!(fired <= 5, "fired at line {fired}");
         assert_eq!(last.map(|f| loop_evidence(&f).period), Some(1));
+    }
+
+    #[test]
+    fn a_fast_cycle_is_rescored_by_growth_or_time_not_on_every_repeat() {
+        let mut d = LoopDetector::default();
+        let spam = |seq: u64, at_ms: u64| Line {
+            at: Duration::from_millis(at_ms),
+            ..line(seq, 1, 1, "Waiting for lock on build directory")
+        };
+        // 10,000 repeats within one millisecond of output: every repeat up to 32 is scored,
+        // then only growth by an eighth is.
+        let scored = (1..=10_000u64)
+            .filter(|&seq| d.observe(&spam(seq, 0)).is_some())
+            .count();
+        let repeats = |d: &LoopDetector| loop_evidence(d.current().expect("active loop")).repeats;
+        assert!(
+            (4..=120).contains(&scored),
+            "scored {scored} times over 10,000 repeats"
+        );
+        let lagging = repeats(&d);
+        assert!(
+            lagging < 10_000 && lagging * 9 >= 10_000 * 8,
+            "the finding says {lagging} repeats of 10,000"
+        );
+        // Output time moving on by 50 ms brings the finding up to date at the next repeat.
+        assert!(d.observe(&spam(10_001, 50)).is_some());
+        assert_eq!(repeats(&d), 10_001);
     }
 
     #[test]

@@ -459,7 +459,7 @@ impl Fleet<'_> {
                 job.not_output += 1;
                 continue;
             }
-            if !job.analysis.admit() {
+            if !job.analysis.admit(chunk.at) {
                 job.shed += 1;
                 continue;
             }
