@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::decide::Policy;
-use crate::store::{BaselineRow, Store};
+use crate::store::BaselineRow;
 
 /// Arguments of `sentry baselines`.
 #[derive(Debug, Args)]
@@ -39,26 +39,13 @@ pub fn run(args: &BaselinesArgs) -> ExitCode {
         },
         None => Policy::default(),
     };
-    let path = match args.db.clone().map_or_else(crate::store::default_path, Ok) {
-        Ok(p) => p,
-        Err(err) => {
-            eprintln!("sentry: {err}");
-            return ExitCode::FAILURE;
-        }
+    let store = match super::listing::open_for_listing(args.db.as_ref(), args.json, "baselines") {
+        Ok(Some(store)) => store,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(code) => return code,
     };
-    if !path.exists() {
-        if args.json {
-            println!("[]");
-        } else {
-            eprintln!(
-                "sentry: no baselines: there is no store at {} yet (`sentry run` creates it)",
-                path.display()
-            );
-        }
-        return ExitCode::SUCCESS;
-    }
     let r = &policy.regression;
-    let rows = match Store::open(&path).and_then(|s| s.baselines(r.history, r.min_runs)) {
+    let rows = match store.baselines(r.history, r.min_runs) {
         Ok(rows) => rows,
         Err(err) => {
             eprintln!("sentry: {err}");
@@ -73,22 +60,9 @@ pub fn run(args: &BaselinesArgs) -> ExitCode {
                 .is_none_or(|f| row.job_key.contains(f))
         })
         .collect();
-    let mut out = io::stdout().lock();
-    let written = if args.json {
-        serde_json::to_writer_pretty(&mut out, &rows)
-            .map_err(io::Error::other)
-            .and_then(|()| writeln!(out))
-    } else {
-        write_table(&mut out, &rows, r.min_runs, r.factor)
-    };
-    match written {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("sentry: cannot write the list: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    super::listing::print_rows(&rows, args.json, |out, rows| {
+        write_table(out, rows, r.min_runs, r.factor)
+    })
 }
 
 fn write_table(

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::model::{Action, Evidence, FindingKind};
-use crate::store::{IncidentQuery, IncidentRow, Store};
+use crate::store::{IncidentQuery, IncidentRow};
 
 /// Arguments of `sentry incidents`.
 #[derive(Debug, Args)]
@@ -47,33 +47,17 @@ fn parse_action(s: &str) -> Result<Action, String> {
 
 /// Runs `sentry incidents`.
 pub fn run(args: &IncidentsArgs) -> ExitCode {
-    let path = match args.db.clone().map_or_else(crate::store::default_path, Ok) {
-        Ok(p) => p,
-        Err(err) => {
-            eprintln!("sentry: {err}");
-            return ExitCode::FAILURE;
-        }
+    let store = match super::listing::open_for_listing(args.db.as_ref(), args.json, "incidents") {
+        Ok(Some(store)) => store,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(code) => return code,
     };
-    if !path.exists() {
-        // Reading must not create an empty store as a side effect.
-        if args.json {
-            println!("[]");
-        } else {
-            eprintln!(
-                "sentry: no incidents: there is no store at {} yet (`sentry run` creates it)",
-                path.display()
-            );
-        }
-        return ExitCode::SUCCESS;
-    }
-    let rows = Store::open(&path).and_then(|store| {
-        store.incidents(&IncidentQuery {
-            run_id: args.run,
-            kind: args.kind,
-            action: args.action,
-            limit: args.limit.max(1),
-            before_id: None,
-        })
+    let rows = store.incidents(&IncidentQuery {
+        run_id: args.run,
+        kind: args.kind,
+        action: args.action,
+        limit: args.limit.max(1),
+        before_id: None,
     });
     let rows = match rows {
         Ok(rows) => rows,
@@ -82,23 +66,7 @@ pub fn run(args: &IncidentsArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut out = io::stdout().lock();
-    let written = if args.json {
-        serde_json::to_writer_pretty(&mut out, &rows)
-            .map_err(io::Error::other)
-            .and_then(|()| writeln!(out))
-    } else {
-        write_table(&mut out, &rows)
-    };
-    match written {
-        Ok(()) => ExitCode::SUCCESS,
-        // A closed pipe (`| head`) is not an error worth a message.
-        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("sentry: cannot write the list: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    super::listing::print_rows(&rows, args.json, write_table)
 }
 
 fn write_table(out: &mut impl Write, rows: &[IncidentRow]) -> io::Result<()> {

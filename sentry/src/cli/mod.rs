@@ -12,6 +12,7 @@ pub mod dashboard;
 pub mod demo;
 pub mod doctor;
 pub mod incidents;
+pub mod listing;
 pub mod metrics_args;
 pub mod notify_args;
 pub mod run;

@@ -528,7 +528,11 @@ fn handle_control(shared: &Shared, action: ControlAction, actor: &str) -> Contro
 
 /// Opens the store for this run, or says why the run goes unrecorded (supervision matters
 /// more than the record: a broken store never stops the command from running).
-fn start_recorder(options: &RunOptions) -> Option<(Recorder, PathBuf)> {
+fn start_recorder(
+    options: &RunOptions,
+    job_key: &str,
+    ci: Option<crate::fleet::ci::CiJob>,
+) -> Option<(Recorder, PathBuf)> {
     let path = match &options.store {
         StoreChoice::Off => return None,
         StoreChoice::Path(p) => p.clone(),
@@ -541,8 +545,6 @@ fn start_recorder(options: &RunOptions) -> Option<(Recorder, PathBuf)> {
         },
     };
     let socket = control::socket_path(&path, std::process::id());
-    // Inside a CI job, the run carries the job's labels and shares its history.
-    let ci = crate::fleet::ci::from_own_env();
     let run = NewRun {
         kind: "run".into(),
         command: options
@@ -552,7 +554,7 @@ fn start_recorder(options: &RunOptions) -> Option<(Recorder, PathBuf)> {
             .collect(),
         control_socket: Some(socket.clone()),
         retain_days: Some(options.retain_days),
-        job_key: Some(job_key(options, ci.as_ref())),
+        job_key: Some(job_key.to_owned()),
         labels: ci.map(|job| job.labels).unwrap_or_default(),
         shadow: options.shadow,
     };
@@ -676,7 +678,10 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
         }
     };
 
-    let (mut recorder, control_server) = match start_recorder(options) {
+    // Inside a CI job, the run carries the job's labels and shares its history.
+    let ci = crate::fleet::ci::from_own_env();
+    let key = job_key(options, ci.as_ref());
+    let (mut recorder, control_server) = match start_recorder(options, &key, ci) {
         Some((recorder, socket)) => {
             if let Ok(mut sink) = shared.sink.lock() {
                 *sink = Some(recorder.sink());
@@ -709,13 +714,9 @@ pub fn run(options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
 
     // The baseline is read once, before the command starts: decisions then weigh it at no
     // cost beyond a comparison.
-    let baseline = recorder.as_ref().and_then(|r| {
-        crate::baseline::lookup(
-            r.path(),
-            &job_key(options, crate::fleet::ci::from_own_env().as_ref()),
-            &options.policy.regression,
-        )
-    });
+    let baseline = recorder
+        .as_ref()
+        .and_then(|r| crate::baseline::lookup(r.path(), &key, &options.policy.regression));
     let mut regression = crate::detect::regression::RegressionDetector::new(
         options.policy.regression.clone(),
         baseline,
