@@ -1333,6 +1333,8 @@ mod tests {
     use super::*;
     use crate::model::{FindingKind, LoopEvidence};
 
+    /// The CI outputs' example report, as a kernel-mode run of `sh` that sentry stopped or
+    /// not and restarted `restarts` times.
     fn report(incidents: Vec<Incident>, stopped: bool, restarts: u32) -> RunReport {
         RunReport {
             mode: "kernel".into(),
@@ -1341,44 +1343,19 @@ mod tests {
             child_exit_code: if stopped { 143 } else { 0 },
             signal: stopped.then_some(15),
             stopped_by_sentry: stopped,
-            runaway: !incidents.is_empty(),
-            incidents,
             restarts,
-            duration_s: 3.84,
             cpu_peak_pct: 198.2,
             cpu_avg_pct: 150.0,
-            mem_peak_bytes: Some(12 << 20),
-            pids_peak: 3,
-            events_captured: 57,
-            events_lost: 0,
-            bytes_captured: 4266,
-            writes_total: 57,
-            write_bytes_total: 4266,
-            writes_counted_only: 0,
-            bytes_counted_only: 0,
-            read_failures: 0,
-            writes_not_output: 0,
-            chunks_shed: 0,
-            capture_budget_per_s: 200_000,
-            capture_budget_exceeded: false,
-            leftover_processes_killed: 0,
-            probe: "capture".into(),
-            stop_requested_by: None,
             run_id: None,
-            shadow: false,
-            would_have_stopped_after_s: None,
             cost: crate::cost::RunCost {
                 wall_s: 3.8,
                 cpu_seconds: 5.7,
                 mem_gb_seconds: Some(0.04),
-                mem_peak_bytes: Some(12 << 20),
                 io_read_bytes: Some(0),
                 io_write_bytes: Some(4096),
-                idle_fraction: 0.1,
-                price_per_cpu_hour: None,
-                cost: None,
+                ..crate::ci_output::tests::report(vec![]).cost
             },
-            baseline: None,
+            ..crate::ci_output::tests::report(incidents)
         }
     }
 
