@@ -1007,13 +1007,6 @@ impl<'a> Record<'a> {
     }
 }
 
-/// Turns one ring record into an output chunk; the flag says the kernel could not read the
-/// buffer. `None` for a malformed record.
-pub(crate) fn decode(record: &[u8], start_ns: u64) -> Option<(OutputChunk, bool)> {
-    let record = Record::parse(record)?;
-    Some((record.chunk(record.at(start_ns)), record.read_failed()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

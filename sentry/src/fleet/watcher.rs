@@ -410,10 +410,10 @@ impl Fleet<'_> {
                 let Some(item) = probe.events.next() else {
                     return;
                 };
-                (record_cgroup(&item), kernel::decode(&item, 0))
-            };
-            let (Some(cgroup_id), Some((chunk, _))) = (cgroup_id, chunk) else {
-                continue;
+                match kernel::Record::parse(&item) {
+                    Some(record) => (record.header.cgroup_id, record.chunk(record.at(0))),
+                    None => continue,
+                }
             };
             let id = match self.owner.get(&cgroup_id) {
                 Some(&id) => Some(id),
@@ -1165,12 +1165,6 @@ fn leader_command(pid: i32) -> Vec<String> {
         .unwrap_or_else(|| vec![format!("pid {pid}")])
 }
 
-/// The cgroup id of a ring record (the first field of its header).
-fn record_cgroup(record: &[u8]) -> Option<u64> {
-    let bytes: [u8; 8] = record.get(..8)?.try_into().ok()?;
-    Some(u64::from_ne_bytes(bytes))
-}
-
 /// Carries out an escalation on a watched job within what `--action` allows; in shadow mode
 /// only records what that would have been.
 fn carry_out(job: &mut Job, esc: &Escalation, allowed: WatchAction, shadow: bool) -> Incident {
@@ -1280,7 +1274,8 @@ mod tests {
                 std::mem::size_of::<sentry_common::WriteHeader>(),
             )
         };
-        assert_eq!(record_cgroup(bytes), Some(0xdead_beef_1234));
-        assert_eq!(record_cgroup(&bytes[..4]), None);
+        let record = kernel::Record::parse(bytes).expect("a whole header");
+        assert_eq!(record.header.cgroup_id, 0xdead_beef_1234);
+        assert!(kernel::Record::parse(&bytes[..4]).is_none());
     }
 }
