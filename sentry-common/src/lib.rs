@@ -53,6 +53,9 @@ pub const MAP_SLOTS: &str = "SENTRY_SLOTS";
 pub const MAP_RUNS: &str = "SENTRY_RUNS";
 /// Name of the ring buffer carrying [`WriteHeader`] + payload records.
 pub const MAP_EVENTS: &str = "SENTRY_EVENTS";
+/// Read-only global of the probe: byte offsets of `task_struct.cgroups`, `css_set.dfl_cgrp`,
+/// `cgroup.kn` and `kernfs_node.id` (`[u64; 4]`, all zero: call the cgroup-id helper).
+pub const GLOBAL_CGROUP_PATH: &str = "SENTRY_CGROUP_PATH";
 /// Program attached to `syscalls/sys_enter_write`.
 pub const PROG_WRITE: &str = "sentry_write";
 /// Program attached to `syscalls/sys_enter_writev`.

@@ -143,40 +143,85 @@ fn grandchildren_are_captured() {
     );
 }
 
-#[test]
-fn writes_outside_the_runs_cgroup_are_not_captured() {
+/// Runs ten lines under sentry while a writer outside it writes as fast as it can, with the
+/// probe finding cgroup ids the way `lookup` says (`SENTRY_PROBE_CGROUP_ID`): exactly the run's
+/// lines are captured and counted.
+fn only_the_runs_writes_are_captured(lookup: &str) {
     require_kernel_mode!();
-    // A writer outside sentry's tree, writing a marker as fast as it can the whole time.
     let mut outside = Command::new("sh")
         .args(["-c", "while :; do echo OUTSIDE-MARKER; done"])
         .stdout(Stdio::null())
         .spawn()
         .expect("sh can be started");
-    let run = run_sentry(
-        &[],
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let out = sentry_command(
+        &["--mode", "kernel"],
         &[
             "sh",
             "-c",
             "for i in 1 2 3 4 5 6 7 8 9 10; do echo inside-$i; sleep 0.05; done",
         ],
-    );
+        dir.path(),
+    )
+    .env("SENTRY_PROBE_CGROUP_ID", lookup)
+    .output()
+    .expect("sentry can be started");
+    let run = finish(out.status, out.stdout, out.stderr, dir);
     let _ = outside.kill();
     let _ = outside.wait();
-    assert_eq!(run.status.code(), Some(0), "stderr: {}", run.stderr);
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{lookup}: stderr: {}",
+        run.stderr
+    );
     let captured = run.output_on(1);
     assert!(
         !captured.contains("OUTSIDE"),
-        "captured a write from outside the run: {captured:?}"
+        "{lookup}: captured a write from outside the run: {captured:?}"
     );
     let expected: String = (1..=10).map(|i| format!("inside-{i}\n")).collect();
-    assert_eq!(captured, expected);
+    assert_eq!(captured, expected, "{lookup}");
     assert_eq!(
         run.field("writes_total"),
         10,
-        "only the run's own writes are counted: {}",
+        "{lookup}: only the run's own writes are counted: {}",
         run.report
     );
     assert_accounting(&run);
+}
+
+#[test]
+fn writes_outside_the_runs_cgroup_are_not_captured() {
+    // The default: the probe reads cgroup ids along the task's pointers where it can.
+    only_the_runs_writes_are_captured("auto");
+}
+
+#[test]
+fn cgroup_ids_read_along_the_tasks_pointers_select_the_runs_writes() {
+    // `btf` fails the run rather than fall back, so this proves the loads pass the verifier.
+    only_the_runs_writes_are_captured("btf");
+}
+
+#[test]
+fn cgroup_ids_from_the_helper_select_the_runs_writes() {
+    only_the_runs_writes_are_captured("helper");
+}
+
+#[test]
+fn an_unknown_cgroup_id_lookup_is_refused_with_the_choices() {
+    require_kernel_mode!();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let out = sentry_command(&["--mode", "kernel"], &["true"], dir.path())
+        .env("SENTRY_PROBE_CGROUP_ID", "fast")
+        .output()
+        .expect("sentry can be started");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "stderr: {stderr}");
+    assert!(
+        stderr.contains("SENTRY_PROBE_CGROUP_ID=\"fast\" is not one of auto, btf, helper"),
+        "stderr: {stderr}"
+    );
 }
 
 #[test]

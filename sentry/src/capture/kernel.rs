@@ -278,6 +278,18 @@ pub fn ensure_tracefs() -> Result<(), KernelError> {
     })
 }
 
+/// How the probe finds a writer's cgroup id: `auto` (the default: along the task's pointers
+/// where this kernel's BTF and verifier allow, else the helper), `btf` (the pointers or fail),
+/// `helper` (`bpf_get_current_cgroup_id`). An escape hatch, and how the tests pin each path.
+pub const CGROUP_ID_ENV: &str = "SENTRY_PROBE_CGROUP_ID";
+
+/// Where the probe finds the current task's cgroup id in this kernel, from its BTF.
+pub fn probe_cgroup_id_path() -> Result<super::btf::CgroupIdPath, super::btf::BtfError> {
+    let bytes = fs::read(BTF_PATH)
+        .map_err(|e| super::btf::BtfError::from(format!("cannot read {BTF_PATH}: {e}")))?;
+    super::btf::cgroup_id_path(&bytes)
+}
+
 /// The loaded and attached probe with its maps and the slots this instance assigned. One
 /// instance tracks any number of cgroups (up to the slot table's size): `sentry run` tracks
 /// its run's cgroup, `sentry watch` every cgroup its targets live in.
@@ -295,36 +307,35 @@ pub(crate) struct Probe {
 
 impl Probe {
     pub(crate) fn load(floor: bool) -> Result<Probe, KernelError> {
-        use aya::programs::TracePoint;
         use sentry_common as common;
 
         let object = PROBE_OBJECT.ok_or(KernelError::NotBuilt)?;
         ensure_tracefs()?;
-        let mut ebpf = aya::Ebpf::load(object).map_err(|e| probe_error("load")(&e))?;
-        let programs: &[(&str, &str)] = if floor {
-            &[(common::PROG_FLOOR, common::TRACEPOINT_WRITE)]
-        } else {
-            &[
-                (common::PROG_WRITE, common::TRACEPOINT_WRITE),
-                (common::PROG_WRITEV, common::TRACEPOINT_WRITEV),
-            ]
+        // Where the task's cgroup id lives in this kernel, so the probe can read it without a
+        // helper call. A kernel whose types do not fit, or a verifier that refuses the loads,
+        // leaves the probe on the helper: slower per write, the same answers.
+        let lookup = std::env::var(CGROUP_ID_ENV).unwrap_or_default();
+        let mut ebpf = match lookup.as_str() {
+            "helper" => Self::load_programs(object, [0; 4], floor)?,
+            "btf" => {
+                let path = probe_cgroup_id_path().map_err(|e| KernelError::Probe {
+                    what: "load",
+                    detail: format!("{CGROUP_ID_ENV}=btf: {e}"),
+                })?;
+                Self::load_programs(object, path, floor)?
+            }
+            "" | "auto" => match probe_cgroup_id_path() {
+                Ok(path) => Self::load_programs(object, path, floor)
+                    .or_else(|_| Self::load_programs(object, [0; 4], floor))?,
+                Err(_) => Self::load_programs(object, [0; 4], floor)?,
+            },
+            other => {
+                return Err(KernelError::Probe {
+                    what: "load",
+                    detail: format!("{CGROUP_ID_ENV}={other:?} is not one of auto, btf, helper"),
+                })
+            }
         };
-        for (name, tracepoint) in programs {
-            let program: &mut TracePoint = ebpf
-                .program_mut(name)
-                .ok_or_else(|| KernelError::Probe {
-                    what: "find",
-                    detail: format!("program {name} is not in the object"),
-                })?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| probe_error("load")(&e))?;
-            program
-                .load()
-                .map_err(|e| probe_error("load")(&error_chain(&e)))?;
-            program
-                .attach(common::TRACEPOINT_CATEGORY, tracepoint)
-                .map_err(|e| probe_error("attach")(&error_chain(&e)))?;
-        }
         let runs_map = ebpf
             .take_map(common::MAP_RUNS)
             .ok_or_else(|| KernelError::Probe {
@@ -360,6 +371,57 @@ impl Probe {
             ncpus,
             tracked: Vec::new(),
         })
+    }
+
+    /// Loads the object with `path` as the probe's cgroup-id path (all zero: use the helper),
+    /// then loads and attaches its programs (the floor's alone for `floor`).
+    fn load_programs(
+        object: &[u8],
+        path: super::btf::CgroupIdPath,
+        floor: bool,
+    ) -> Result<aya::Ebpf, KernelError> {
+        use aya::programs::TracePoint;
+        use sentry_common as common;
+
+        let mut ebpf = aya::EbpfLoader::new()
+            .override_global(common::GLOBAL_CGROUP_PATH, &path, true)
+            .load(object)
+            .map_err(|e| probe_error("load")(&e))?;
+        let programs: &[(&str, &str)] = if floor {
+            &[(common::PROG_FLOOR, common::TRACEPOINT_WRITE)]
+        } else {
+            &[
+                (common::PROG_WRITE, common::TRACEPOINT_WRITE),
+                (common::PROG_WRITEV, common::TRACEPOINT_WRITEV),
+            ]
+        };
+        // Every program is verified before any is attached.
+        for (name, _) in programs {
+            let program: &mut TracePoint = ebpf
+                .program_mut(name)
+                .ok_or_else(|| KernelError::Probe {
+                    what: "find",
+                    detail: format!("program {name} is not in the object"),
+                })?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| probe_error("load")(&e))?;
+            program
+                .load()
+                .map_err(|e| probe_error("load")(&error_chain(&e)))?;
+        }
+        for (name, tracepoint) in programs {
+            let program: &mut TracePoint = ebpf
+                .program_mut(name)
+                .and_then(|p| p.try_into().ok())
+                .ok_or_else(|| KernelError::Probe {
+                what: "find",
+                detail: format!("program {name} is not in the object"),
+            })?;
+            program
+                .attach(common::TRACEPOINT_CATEGORY, tracepoint)
+                .map_err(|e| probe_error("attach")(&error_chain(&e)))?;
+        }
+        Ok(ebpf)
     }
 
     pub(crate) fn track(&mut self, cgroup_id: u64, budget_per_s: u64) -> Result<(), KernelError> {

@@ -4,6 +4,8 @@
 //! fallback backends run the command on a pseudo-terminal. Backends know nothing about
 //! detection or decisions; what the supervisor needs of a running tree is [`TreeControl`].
 
+#[cfg(target_os = "linux")]
+pub mod btf;
 pub mod cgroup;
 #[cfg(any(target_os = "linux", target_os = "macos"))]
 pub mod fallback;

@@ -193,8 +193,8 @@ mod linux {
     use super::{parse_release, Check, Diagnosis, Status};
     use crate::capture::cgroup::{cgroup_layout, CgroupError, CgroupLayout, SENTRY_CGROUP_DIR};
     use crate::capture::kernel::{
-        missing_capabilities, tracefs_mount, HostAccess, KernelError, BTF_PATH,
-        KERNEL_CAPABILITIES, TRACEFS_PATH,
+        missing_capabilities, probe_cgroup_id_path, tracefs_mount, HostAccess, KernelError,
+        BTF_PATH, KERNEL_CAPABILITIES, TRACEFS_PATH,
     };
 
     /// The BPF ring buffer the probe streams writes through.
@@ -231,6 +231,9 @@ mod linux {
         pub lockdown: Option<String>,
         /// How to name this binary in a command line.
         pub exe: String,
+        /// Where the probe finds a task's cgroup id in this kernel's BTF (byte offsets of
+        /// `task_struct.cgroups`, `css_set.dfl_cgrp`, `cgroup.kn`, `kernfs_node.id`), or why not.
+        pub cgroup_id_path: Result<[u64; 4], String>,
     }
 
     /// What doctor sees of the cgroup2 root.
@@ -304,6 +307,7 @@ mod linux {
                 exe: std::env::current_exe()
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|_| "sentry".into()),
+                cgroup_id_path: probe_cgroup_id_path().map_err(|e| e.to_string()),
             }
         }
     }
@@ -559,15 +563,8 @@ mod linux {
     }
 
     fn btf_check(facts: &HostFacts) -> Check {
-        if facts.access.btf {
-            Check {
-                name: "btf",
-                status: Status::Ok,
-                detail: format!("{BTF_PATH} present"),
-                hint: None,
-            }
-        } else {
-            Check {
+        if !facts.access.btf {
+            return Check {
                 name: "btf",
                 status: Status::Fail,
                 detail: format!("{BTF_PATH} is missing: the kernel exposes no BTF"),
@@ -576,7 +573,28 @@ mod linux {
                      Debian/Ubuntu/Fedora kernels)"
                         .into(),
                 ),
-            }
+            };
+        }
+        match &facts.cgroup_id_path {
+            Ok([cgroups, dfl_cgrp, kn, id]) => Check {
+                name: "btf",
+                status: Status::Ok,
+                detail: format!(
+                    "{BTF_PATH} present; the probe reads a writer's cgroup id along \
+                     task_struct.cgroups (+{cgroups}), css_set.dfl_cgrp (+{dfl_cgrp}), \
+                     cgroup.kn (+{kn}), kernfs_node.id (+{id})"
+                ),
+                hint: None,
+            },
+            Err(why) => Check {
+                name: "btf",
+                status: Status::Info,
+                detail: format!(
+                    "{BTF_PATH} present, but the probe cannot read cgroup ids from it ({why}): \
+                     it calls bpf_get_current_cgroup_id on every write instead (slower, same answers)"
+                ),
+                hint: None,
+            },
         }
     }
 
@@ -920,6 +938,7 @@ mod linux {
                 unprivileged_bpf_disabled: Some("2".into()),
                 lockdown: None,
                 exe: "/usr/local/bin/sentry".into(),
+                cgroup_id_path: Ok([2376, 112, 256, 96]),
             }
         }
 
@@ -1048,6 +1067,29 @@ mod tests {
             assert_eq!(
                 probe.hint.as_deref(),
                 Some("run `cargo xtask setup` and rebuild")
+            );
+        }
+
+        #[test]
+        fn a_kernel_without_the_cgroup_id_path_keeps_kernel_mode_on_the_helper() {
+            let diagnosis = assess(&root_on_hybrid_host());
+            let btf = check(&diagnosis, "btf");
+            assert_eq!(btf.status, Status::Ok);
+            assert!(
+                btf.detail.contains("task_struct.cgroups (+2376)"),
+                "{btf:?}"
+            );
+
+            let mut facts = root_on_hybrid_host();
+            facts.cgroup_id_path = Err("struct css_set has no member dfl_cgrp".into());
+            let diagnosis = assess(&facts);
+            assert_eq!(diagnosis.mode, "kernel", "{diagnosis:#?}");
+            let btf = check(&diagnosis, "btf");
+            assert_eq!(btf.status, Status::Info);
+            assert!(
+                btf.detail.contains("no member dfl_cgrp")
+                    && btf.detail.contains("bpf_get_current_cgroup_id"),
+                "{btf:?}"
             );
         }
 
