@@ -85,7 +85,9 @@ pub const FLAG_READ_FAILED: u32 = 1;
 pub struct WriteHeader {
     /// cgroup v2 id of the writer (the run it belongs to).
     pub cgroup_id: u64,
-    /// `CLOCK_MONOTONIC` time of the syscall entry, in nanoseconds.
+    /// `CLOCK_MONOTONIC` time of the syscall entry, in nanoseconds, to within one scheduler
+    /// tick (the probe reads the clock once per tick per CPU and run; see
+    /// [`RunCounters::clock_jiffies`]): never later than the entry, at most 1/HZ earlier.
     pub ts_ns: u64,
     /// Bytes the process asked to write (all iovecs summed for `writev`, up to
     /// [`MAX_SUMMED_IOVECS`]).
@@ -147,7 +149,8 @@ pub struct RunCounters {
     pub ring_full: u64,
     /// Token bucket credit, in nanoseconds of budget time.
     pub credit_ns: u64,
-    /// When credit was last refilled (`CLOCK_MONOTONIC` ns); 0 = never.
+    /// When credit was last refilled (`CLOCK_MONOTONIC` ns); 0 = never. Also the latest
+    /// clock reading, which captures within the same tick reuse.
     pub refill_ns: u64,
     /// Cost of one capture in credit (1e9 / captures per second); set by user space.
     pub cost_ns: u64,
@@ -155,6 +158,10 @@ pub struct RunCounters {
     pub burst_ns: u64,
     /// Counted-only writes left before the probe reads the clock again to refill.
     pub recheck: u64,
+    /// The kernel's `jiffies` when `refill_ns` was read. Reading the clock costs about 75 ns
+    /// per capture on the development VM and `jiffies` about a tenth of that, so the probe
+    /// reads the clock only when a tick has passed since its last reading.
+    pub clock_jiffies: u64,
 }
 
 impl RunCounters {
@@ -179,6 +186,7 @@ impl RunCounters {
             cost_ns,
             burst_ns,
             recheck: 0,
+            clock_jiffies: 0,
         }
     }
 

@@ -15,7 +15,7 @@
 use aya_ebpf::{
     bindings::BPF_RB_NO_WAKEUP,
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_ktime_get_ns, bpf_probe_read_user,
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_jiffies64, bpf_ktime_get_ns, bpf_probe_read_user,
         bpf_probe_read_user_buf,
     },
     macros::{map, tracepoint},
@@ -216,7 +216,15 @@ fn on_write(
         run.counted_only_bytes += written_len;
         return;
     }
-    let now = unsafe { bpf_ktime_get_ns() };
+    // One clock reading per scheduler tick: within a tick the last reading stands (the bucket
+    // gains no credit, a record's time is at most one tick early).
+    let jiffies = unsafe { bpf_jiffies64() };
+    let now = if jiffies != run.clock_jiffies || run.refill_ns == 0 {
+        run.clock_jiffies = jiffies;
+        unsafe { bpf_ktime_get_ns() }
+    } else {
+        run.refill_ns
+    };
     let refilled = run.credit_ns + now.wrapping_sub(run.refill_ns);
     let credit = if refilled > run.burst_ns {
         run.burst_ns

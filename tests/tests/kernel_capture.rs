@@ -252,6 +252,42 @@ fn concurrent_runs_each_capture_only_their_own_writes() {
 }
 
 #[test]
+fn event_times_follow_the_writes_to_within_a_tick() {
+    require_kernel_mode!();
+    // The probe reads the clock once per scheduler tick and CPU (1-10 ms): a record's time may
+    // be early by up to one tick, never late, and times of writes 100 ms apart stay 100 ms
+    // apart give or take that.
+    let run = run_sentry(
+        &["--mode", "kernel"],
+        &[
+            "sh",
+            "-c",
+            "for i in 1 2 3 4 5 6; do echo tick-$i; sleep 0.1; done",
+        ],
+    );
+    assert_eq!(run.status.code(), Some(0), "stderr: {}", run.stderr);
+    let times: Vec<u64> = run
+        .events
+        .iter()
+        .filter(|e| event_text(e).starts_with("tick-"))
+        .map(|e| e["at_ns"].as_u64().expect("every event has at_ns"))
+        .collect();
+    assert_eq!(times.len(), 6, "events: {:?}", run.events);
+    for pair in times.windows(2) {
+        let gap_ms = (pair[1] as f64 - pair[0] as f64) / 1e6;
+        assert!(
+            (85.0..=140.0).contains(&gap_ms),
+            "writes 100 ms apart were stamped {gap_ms:.1} ms apart: {times:?}"
+        );
+    }
+    let duration_ns = run.report["duration_s"].as_f64().expect("duration_s") * 1e9;
+    assert!(
+        (*times.last().unwrap() as f64) < duration_ns,
+        "the last write is stamped within the run: {times:?}, duration {duration_ns} ns"
+    );
+}
+
+#[test]
 fn writev_is_captured() {
     require_kernel_mode!();
     let Some(python) = python3() else {
