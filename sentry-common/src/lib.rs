@@ -36,8 +36,8 @@ pub const fn probe_slot(id: u64, k: u32) -> u32 {
     (home_slot(id) + k) & (MAX_TRACKED_CGROUPS - 1)
 }
 
-/// Default capture budget: full captures per second per run on each CPU. Beyond it writes are
-/// only counted and their bytes summed. 200k/s keeps the probe's cost near the tracepoint floor
+/// Default capture budget: full captures per second per run, all CPUs together. Beyond it
+/// writes are only counted and their bytes summed. 200k/s keeps the probe's cost near the tracepoint floor
 /// (measured, see DESIGN.md section 7) while capturing far more than any human-readable output.
 pub const DEFAULT_CAPTURE_BUDGET_PER_S: u64 = 200_000;
 
@@ -45,12 +45,14 @@ pub const DEFAULT_CAPTURE_BUDGET_PER_S: u64 = 200_000;
 pub const DEFAULT_CAPTURE_BURST: u64 = 20_000;
 
 /// Name of the slot table: array of [`MAX_TRACKED_CGROUPS`] `u64` cgroup ids, 0 = free. A
-/// tracked cgroup sits at one of its [`probe_slot`]s; its counters at the same index of
-/// [`MAP_RUNS`]. Both are arrays so the verifier inlines their lookups (no hashing on the
-/// write path).
+/// tracked cgroup sits at one of its [`probe_slot`]s; its counters and budget at the same
+/// index of [`MAP_RUNS`] and [`MAP_BUDGETS`]. All are arrays so the verifier inlines their
+/// lookups (no hashing on the write path).
 pub const MAP_SLOTS: &str = "SENTRY_SLOTS";
 /// Name of the per-run counters (per-CPU array of [`RunCounters`], indexed by slot).
 pub const MAP_RUNS: &str = "SENTRY_RUNS";
+/// Name of the per-run capture budgets (array of [`RunBudget`], indexed by slot).
+pub const MAP_BUDGETS: &str = "SENTRY_BUDGETS";
 /// Name of the ring buffer carrying [`WriteHeader`] + payload records.
 pub const MAP_EVENTS: &str = "SENTRY_EVENTS";
 /// Read-only global of the probe: byte offsets of `task_struct.cgroups`, `css_set.dfl_cgrp`,
@@ -119,17 +121,18 @@ pub struct WriteRecord<const N: usize> {
     pub payload: [u8; N],
 }
 
-/// Once the budget is spent, the probe reads the clock (a clocksource read that costs tens of
-/// ns, more than the rest of the counted-only path) only on every this many writes. Counting
-/// stays exact; captures resume at most this many writes after credit returns.
+/// Once the budget is spent, the probe looks at the bucket again only on every this many
+/// writes of a CPU. Counting stays exact; captures resume at most this many writes after
+/// credit returns.
 pub const BUDGET_RECHECK_EVERY: u64 = 16;
 
 /// How many iovecs of a `writev()` the probe sums into `written_len`; the payload is taken
 /// from the first iovec only. glibc and most runtimes use 2-3 iovecs.
 pub const MAX_SUMMED_IOVECS: u32 = 8;
 
-/// Per-run state in the probe, one copy per CPU (so the probe never needs atomics): counters
-/// of what happened to every write of the run, and the token bucket of the capture budget.
+/// Per-run state in the probe, one copy per CPU (no atomics, no shared cache line on the
+/// counted path): counters of what happened to every write of the run, and this CPU's view of
+/// the run's [`RunBudget`] and of the clock.
 ///
 /// Invariant kept by the probe on each CPU: `writes == captured + counted_only + ring_full`.
 #[repr(C)]
@@ -147,50 +150,19 @@ pub struct RunCounters {
     pub counted_only_bytes: u64,
     /// Writes whose record could not be reserved because the ring buffer was full.
     pub ring_full: u64,
-    /// Token bucket credit, in nanoseconds of budget time.
-    pub credit_ns: u64,
-    /// When credit was last refilled (`CLOCK_MONOTONIC` ns); 0 = never. Also the latest
-    /// clock reading, which captures within the same tick reuse.
-    pub refill_ns: u64,
-    /// Cost of one capture in credit (1e9 / captures per second); set by user space.
-    pub cost_ns: u64,
-    /// Credit ceiling (cost × burst); set by user space.
-    pub burst_ns: u64,
-    /// Counted-only writes left before the probe reads the clock again to refill.
+    /// Counted-only writes left before this CPU looks at the bucket again; non-zero only while
+    /// the bucket was empty when it last looked.
     pub recheck: u64,
-    /// The kernel's `jiffies` when `refill_ns` was read. Reading the clock costs about 75 ns
+    /// The latest clock reading on this CPU (`CLOCK_MONOTONIC` ns); 0 = none yet.
+    pub clock_ns: u64,
+    /// The kernel's `jiffies` when `clock_ns` was read. Reading the clock costs about 75 ns
     /// per capture on the development VM and `jiffies` about a tenth of that, so the probe
     /// reads the clock only when a tick has passed since its last reading.
     pub clock_jiffies: u64,
 }
 
 impl RunCounters {
-    /// Fresh state for a run capturing at most `per_s` writes per second per CPU, with a burst
-    /// of `burst` captures.
-    pub const fn with_budget(per_s: u64, burst: u64) -> Self {
-        // A zero budget means "never capture": a cost no credit can reach.
-        let cost_ns = match 1_000_000_000u64.checked_div(per_s) {
-            Some(cost) => cost,
-            None => u64::MAX / 2,
-        };
-        let burst_ns = cost_ns.saturating_mul(burst);
-        RunCounters {
-            writes: 0,
-            write_bytes: 0,
-            captured: 0,
-            counted_only: 0,
-            counted_only_bytes: 0,
-            ring_full: 0,
-            credit_ns: burst_ns,
-            refill_ns: 0,
-            cost_ns,
-            burst_ns,
-            recheck: 0,
-            clock_jiffies: 0,
-        }
-    }
-
-    /// Adds another CPU's counters to these (the bucket fields are not summed).
+    /// Adds another CPU's counters to these (the clock fields are not summed).
     pub fn accumulate(&mut self, other: &RunCounters) {
         self.writes += other.writes;
         self.write_bytes += other.write_bytes;
@@ -201,6 +173,40 @@ impl RunCounters {
     }
 }
 
+/// The token bucket of a run's capture budget, one for all CPUs (so a writer that migrates, or
+/// many threads on many CPUs, share one budget). CPUs update it without atomics: two captures
+/// racing on different CPUs may both be admitted on one token, so the budget is a floor the
+/// probe keeps to within a few captures, never a ceiling it undercuts.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunBudget {
+    /// Credit, in nanoseconds of budget time.
+    pub credit_ns: u64,
+    /// The clock reading credit was last refilled at (`CLOCK_MONOTONIC` ns); 0 = never.
+    pub refill_ns: u64,
+    /// Cost of one capture in credit (1e9 / captures per second).
+    pub cost_ns: u64,
+    /// Credit ceiling (cost × burst).
+    pub burst_ns: u64,
+}
+
+impl RunBudget {
+    /// A full bucket for `per_s` captures per second with a burst of `burst` captures.
+    pub const fn new(per_s: u64, burst: u64) -> Self {
+        // A zero budget means "never capture": a cost above a ceiling of zero credit.
+        let (cost_ns, burst_ns) = match 1_000_000_000u64.checked_div(per_s) {
+            Some(cost) => (cost, cost.saturating_mul(burst)),
+            None => (u64::MAX, 0),
+        };
+        RunBudget {
+            credit_ns: burst_ns,
+            refill_ns: 0,
+            cost_ns,
+            burst_ns,
+        }
+    }
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: plain `#[repr(C)]` integers without padding holes that matter: any bit pattern
@@ -208,11 +214,22 @@ mod pod {
     unsafe impl aya::Pod for super::WriteHeader {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::RunCounters {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::RunBudget {}
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_budget_starts_full_and_zero_never_admits() {
+        let b = RunBudget::new(200_000, 20_000);
+        assert_eq!(b.cost_ns, 5_000);
+        assert_eq!((b.credit_ns, b.burst_ns), (100_000_000, 100_000_000));
+        let none = RunBudget::new(0, 20_000);
+        assert!(none.burst_ns < none.cost_ns && none.credit_ns < none.cost_ns);
+    }
 
     #[test]
     fn probe_sequences_stay_in_the_table_and_wrap_around() {

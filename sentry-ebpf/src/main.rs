@@ -24,7 +24,7 @@ use aya_ebpf::{
     EbpfContext,
 };
 use sentry_common::{
-    probe_slot, RunCounters, WriteHeader, WriteRecord, BUDGET_RECHECK_EVERY, FLAG_READ_FAILED,
+    probe_slot, RunBudget, RunCounters, WriteHeader, WriteRecord, BUDGET_RECHECK_EVERY, FLAG_READ_FAILED,
     MAX_CAPTURE_BYTES, MAX_SUMMED_IOVECS, MAX_TRACKED_CGROUPS, PAYLOAD_SIZE_CLASSES,
     RING_BUFFER_BYTES, SLOT_PROBES, SYSCALL_WRITE, SYSCALL_WRITEV,
 };
@@ -40,6 +40,10 @@ static SLOTS: Array<u64> = Array::with_max_entries(MAX_TRACKED_CGROUPS, 0);
 /// are inlined too (kernel 6.10 and later).
 #[map(name = "SENTRY_RUNS")]
 static RUNS: PerCpuArray<RunCounters> = PerCpuArray::with_max_entries(MAX_TRACKED_CGROUPS, 0);
+
+/// Capture budget of each tracked run, at its slot's index: one bucket for all CPUs.
+#[map(name = "SENTRY_BUDGETS")]
+static BUDGETS: Array<RunBudget> = Array::with_max_entries(MAX_TRACKED_CGROUPS, 0);
 
 /// Write records for user space.
 #[map(name = "SENTRY_EVENTS")]
@@ -106,9 +110,10 @@ fn current_cgroup_id() -> u64 {
     }
 }
 
-/// The current task's cgroup id and its run's counters on this CPU, if the cgroup is tracked.
+/// The current task's cgroup id, its run's counters on this CPU and its run's budget, if the
+/// cgroup is tracked.
 #[inline(always)]
-fn tracked_run() -> Option<(u64, *mut RunCounters)> {
+fn tracked_run() -> Option<(u64, *mut RunCounters, *mut RunBudget)> {
     let cgroup_id = current_cgroup_id();
     // 0 marks a free slot, so it must never match (no real cgroup has id 0).
     if cgroup_id == 0 {
@@ -121,7 +126,10 @@ fn tracked_run() -> Option<(u64, *mut RunCounters)> {
         let slot = probe_slot(cgroup_id, k);
         if let Some(&id) = SLOTS.get(slot) {
             if id == cgroup_id {
-                return RUNS.get_ptr_mut(slot).map(|run| (cgroup_id, run));
+                let run = RUNS.get_ptr_mut(slot)?;
+                return BUDGETS
+                    .get_ptr_mut(slot)
+                    .map(|budget| (cgroup_id, run, budget));
             }
         }
         k += 1;
@@ -131,12 +139,13 @@ fn tracked_run() -> Option<(u64, *mut RunCounters)> {
 
 #[tracepoint(category = "syscalls", name = "sys_enter_write")]
 pub fn sentry_write(ctx: TracePointContext) -> u32 {
-    let Some((cgroup_id, run)) = tracked_run() else {
+    let Some((cgroup_id, run, budget)) = tracked_run() else {
         return 0;
     };
     let count = arg(&ctx, 2);
     on_write(
         run,
+        budget,
         cgroup_id,
         arg(&ctx, 0),
         arg(&ctx, 1),
@@ -149,7 +158,7 @@ pub fn sentry_write(ctx: TracePointContext) -> u32 {
 
 #[tracepoint(category = "syscalls", name = "sys_enter_writev")]
 pub fn sentry_writev(ctx: TracePointContext) -> u32 {
-    let Some((cgroup_id, run)) = tracked_run() else {
+    let Some((cgroup_id, run, budget)) = tracked_run() else {
         return 0;
     };
     let vec = arg(&ctx, 1) as *const IoVec;
@@ -175,6 +184,7 @@ pub fn sentry_writev(ctx: TracePointContext) -> u32 {
     }
     on_write(
         run,
+        budget,
         cgroup_id,
         arg(&ctx, 0),
         first.base,
@@ -195,6 +205,7 @@ pub fn sentry_floor(_ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn on_write(
     run: *mut RunCounters,
+    budget: *mut RunBudget,
     cgroup_id: u64,
     fd: u64,
     buf: u64,
@@ -208,38 +219,48 @@ fn on_write(
     run.writes += 1;
     run.write_bytes += written_len;
 
-    // Out of credit and not due for a clock read: count only. The clock is what costs most
-    // on this path, and counted-only writes are the bulk of a write storm.
-    if run.credit_ns < run.cost_ns && run.recheck > 0 {
+    // The bucket was empty when this CPU last looked: count only, and look again every
+    // BUDGET_RECHECK_EVERY writes. Counted-only writes are the bulk of a write storm, and
+    // this path touches nothing shared with other CPUs.
+    if run.recheck > 0 {
         run.recheck -= 1;
         run.counted_only += 1;
         run.counted_only_bytes += written_len;
         return;
     }
     // One clock reading per scheduler tick: within a tick the last reading stands (the bucket
-    // gains no credit, a record's time is at most one tick early).
+    // gains no credit from this CPU, a record's time is at most one tick early).
     let jiffies = unsafe { bpf_jiffies64() };
-    let now = if jiffies != run.clock_jiffies || run.refill_ns == 0 {
+    if jiffies != run.clock_jiffies || run.clock_ns == 0 {
         run.clock_jiffies = jiffies;
-        unsafe { bpf_ktime_get_ns() }
+        run.clock_ns = unsafe { bpf_ktime_get_ns() };
+    }
+    let now = run.clock_ns;
+    // SAFETY: `budget` points at the run's value in BUDGETS, shared by all CPUs; a race with
+    // another CPU can at worst admit one capture on a token it also spends (RunBudget).
+    let budget = unsafe { &mut *budget };
+    // Another CPU may have refilled from a later reading than this one: no credit then.
+    let elapsed = if now > budget.refill_ns {
+        let e = now - budget.refill_ns;
+        budget.refill_ns = now;
+        e
     } else {
-        run.refill_ns
+        0
     };
-    let refilled = run.credit_ns + now.wrapping_sub(run.refill_ns);
-    let credit = if refilled > run.burst_ns {
-        run.burst_ns
+    let refilled = budget.credit_ns.saturating_add(elapsed);
+    let credit = if refilled > budget.burst_ns {
+        budget.burst_ns
     } else {
         refilled
     };
-    run.refill_ns = now;
-    if credit < run.cost_ns {
-        run.credit_ns = credit;
+    if credit < budget.cost_ns {
+        budget.credit_ns = credit;
         run.recheck = BUDGET_RECHECK_EVERY - 1;
         run.counted_only += 1;
         run.counted_only_bytes += written_len;
         return;
     }
-    run.credit_ns = credit - run.cost_ns;
+    budget.credit_ns = credit - budget.cost_ns;
 
     let pid_tgid = bpf_get_current_pid_tgid();
     let header = WriteHeader {

@@ -486,7 +486,7 @@ fn writes_beyond_the_budget_are_counted_exactly() {
     let Some(python) = python3() else {
         panic!("python3 is needed for this test");
     };
-    // A tiny budget (100/s per CPU, burst 20k × cost) still captures the burst, then counts.
+    // A tiny budget (1000/s for the run, burst 20k) still captures the burst, then counts.
     let run = run_sentry(
         &["--capture-budget", "1000"],
         &[
@@ -514,6 +514,50 @@ fn writes_beyond_the_budget_are_counted_exactly() {
         run.field("events_captured") - run.field("writes_not_output"),
         run.events.len() as u64,
         "report: {}",
+        run.report
+    );
+    assert_accounting(&run);
+}
+
+#[test]
+fn one_budget_is_shared_by_writers_on_every_cpu() {
+    require_kernel_mode!();
+    let Some(python) = python3() else {
+        panic!("python3 is needed for this test");
+    };
+    // Two writers, each pinned to its own CPU, each writing 60,000 lines at full speed under a
+    // budget of 1 capture/s: the run's one bucket holds the burst of 20,000 captures, and
+    // every write beyond it is counted only, whichever CPU it came from. (Buckets per CPU
+    // would capture 40,000.) Racing CPUs may admit a few captures on one token.
+    let script = r#"
+import os, sys
+n = os.cpu_count() or 1
+pids = []
+for cpu in range(2):
+    pid = os.fork()
+    if pid == 0:
+        os.sched_setaffinity(0, {cpu % n})
+        for i in range(60000):
+            os.write(1, b"line %d from cpu %d\n" % (i, cpu))
+        os._exit(0)
+    pids.append(pid)
+for pid in pids:
+    os.waitpid(pid, 0)
+"#;
+    let run = run_sentry(
+        &["--mode", "kernel", "--capture-budget", "1"],
+        &[&python, "-c", script],
+    );
+    assert_eq!(run.status.code(), Some(0), "stderr: {}", run.stderr);
+    assert!(
+        run.field("writes_total") >= 120_000,
+        "report: {}",
+        run.report
+    );
+    let captured = run.field("events_captured");
+    assert!(
+        (20_000..=20_500).contains(&captured),
+        "one burst of 20,000 for the whole run, got {captured}: {}",
         run.report
     );
     assert_accounting(&run);

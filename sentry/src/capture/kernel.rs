@@ -297,6 +297,7 @@ pub(crate) struct Probe {
     // Keeps the programs attached; dropping it detaches them.
     _ebpf: aya::Ebpf,
     runs: aya::maps::PerCpuArray<aya::maps::MapData, sentry_common::RunCounters>,
+    budgets: aya::maps::Array<aya::maps::MapData, sentry_common::RunBudget>,
     slots: aya::maps::Array<aya::maps::MapData, u64>,
     /// Write records of every tracked cgroup.
     pub(crate) events: aya::maps::RingBuf<aya::maps::MapData>,
@@ -344,6 +345,14 @@ impl Probe {
             })?;
         let runs =
             aya::maps::PerCpuArray::try_from(runs_map).map_err(|e| probe_error("open")(&e))?;
+        let budgets_map = ebpf
+            .take_map(common::MAP_BUDGETS)
+            .ok_or_else(|| KernelError::Probe {
+                what: "find",
+                detail: format!("map {} is not in the object", common::MAP_BUDGETS),
+            })?;
+        let budgets =
+            aya::maps::Array::try_from(budgets_map).map_err(|e| probe_error("open")(&e))?;
         let slots_map = ebpf
             .take_map(common::MAP_SLOTS)
             .ok_or_else(|| KernelError::Probe {
@@ -366,6 +375,7 @@ impl Probe {
         Ok(Probe {
             _ebpf: ebpf,
             runs,
+            budgets,
             slots,
             events,
             ncpus,
@@ -426,14 +436,18 @@ impl Probe {
 
     pub(crate) fn track(&mut self, cgroup_id: u64, budget_per_s: u64) -> Result<(), KernelError> {
         let slot = self.free_slot(cgroup_id)?;
-        let initial = sentry_common::RunCounters::with_budget(
-            budget_per_s,
-            sentry_common::DEFAULT_CAPTURE_BURST,
-        );
-        let values = aya::maps::PerCpuValues::try_from(vec![initial; self.ncpus])
-            .map_err(|e| probe_error("configure")(&e))?;
+        let values = aya::maps::PerCpuValues::try_from(vec![
+            sentry_common::RunCounters::default();
+            self.ncpus
+        ])
+        .map_err(|e| probe_error("configure")(&e))?;
         self.runs
             .set(slot, values, 0)
+            .map_err(|e| probe_error("configure")(&e))?;
+        let budget =
+            sentry_common::RunBudget::new(budget_per_s, sentry_common::DEFAULT_CAPTURE_BURST);
+        self.budgets
+            .set(slot, budget, 0)
             .map_err(|e| probe_error("configure")(&e))?;
         // The counters must be fresh before the slot lets the run's writes through.
         self.slots

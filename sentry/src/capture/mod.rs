@@ -85,7 +85,7 @@ pub struct CaptureTotals {
     /// Captured output chunks the detectors skipped: beyond the analysis budget (100,000 a
     /// second) or because they could not keep up; the capture itself is never held back.
     pub chunks_shed: u64,
-    /// Full captures allowed per second per CPU.
+    /// Full captures allowed per second, all CPUs together.
     pub capture_budget_per_s: u64,
     /// Cumulative CPU time of the tree in microseconds.
     pub cpu_usage_us: u64,
@@ -96,7 +96,7 @@ pub struct CaptureTotals {
 pub struct RunSpec {
     /// The command and its arguments (`argv[0]` first).
     pub command: Vec<OsString>,
-    /// Full captures allowed per second per CPU before writes are only counted.
+    /// Full captures allowed per second (all CPUs together) before writes are only counted.
     pub capture_budget_per_s: u64,
     /// Time between samples.
     pub sample_interval: Duration,

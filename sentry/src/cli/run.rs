@@ -50,7 +50,8 @@ pub struct RunArgs {
     /// encoding, data).
     #[arg(long, value_name = "FILE")]
     pub events: Option<PathBuf>,
-    /// Full output captures per second per CPU; beyond it writes are only counted.
+    /// Full output captures per second for the run, all CPUs together; beyond it writes are only
+    /// counted.
     #[arg(long, value_name = "N", default_value_t = sentry_common_budget())]
     pub capture_budget: u64,
     /// Seconds between resource samples.

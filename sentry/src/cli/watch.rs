@@ -59,7 +59,7 @@ pub struct WatchArgs {
     /// Seconds between samples of each job.
     #[arg(long, value_name = "SECONDS", default_value_t = 0.5)]
     pub sample_interval: f64,
-    /// Full write captures per second per CPU for each watched cgroup.
+    /// Full write captures per second for each watched cgroup, all CPUs together.
     #[arg(long, value_name = "N", default_value_t = 200_000)]
     pub capture_budget: u64,
     /// Stop watching after this many seconds (default: until Ctrl-C or SIGTERM).

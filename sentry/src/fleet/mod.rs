@@ -58,7 +58,7 @@ pub struct WatchOptions {
     pub policy: Policy,
     /// Time between samples of each job.
     pub sample_interval: Duration,
-    /// Full captures per second per CPU, per tracked cgroup.
+    /// Full captures per second per tracked cgroup, all CPUs together.
     pub capture_budget_per_s: u64,
     /// Where jobs are recorded.
     pub store: StoreChoice,
