@@ -4,19 +4,21 @@
 //! Everything here is on the hot path of every write of every process on the host, so the
 //! order of work is deliberate: the cgroup-id lookup comes first and is all that untracked
 //! processes pay (four loads along the task's cgroup pointers and a few array loads the
-//! verifier inlines: no hashing, no lock);
-//! tracked writes are counted in per-CPU state (no atomics), captured in full
-//! while the run's per-CPU token bucket has credit and only counted beyond it; records are
-//! reserved in the smallest payload size class that fits and submitted without a wakeup. Programs return 0 (a non-zero
-//! return makes the kernel also emit a perf sample per event, which costs as much again).
+//! verifier inlines: no hashing, no lock). Tracked writes are counted in per-CPU state (no
+//! atomics); they are captured in full while the run's one token bucket (shared by all CPUs,
+//! looked at only every few writes once it is empty) has credit, and only counted beyond it.
+//! The clock is read at most once per scheduler tick and CPU. Records are reserved in the
+//! smallest payload size class that fits and submitted without a wakeup. Programs return 0 (a
+//! non-zero return makes the kernel also emit a perf sample per event, which costs as much
+//! again).
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
     bindings::BPF_RB_NO_WAKEUP,
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_jiffies64, bpf_ktime_get_ns, bpf_probe_read_user,
-        bpf_probe_read_user_buf,
+        bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_get_current_task_btf,
+        bpf_jiffies64, bpf_ktime_get_ns, bpf_probe_read_user, bpf_probe_read_user_buf,
     },
     macros::{map, tracepoint},
     maps::{Array, PerCpuArray, RingBuf},
@@ -24,9 +26,9 @@ use aya_ebpf::{
     EbpfContext,
 };
 use sentry_common::{
-    probe_slot, RunBudget, RunCounters, WriteHeader, WriteRecord, BUDGET_RECHECK_EVERY, FLAG_READ_FAILED,
-    MAX_CAPTURE_BYTES, MAX_SUMMED_IOVECS, MAX_TRACKED_CGROUPS, PAYLOAD_SIZE_CLASSES,
-    RING_BUFFER_BYTES, SLOT_PROBES, SYSCALL_WRITE, SYSCALL_WRITEV,
+    probe_slot, RunBudget, RunCounters, WriteHeader, WriteRecord, BUDGET_RECHECK_EVERY,
+    FLAG_READ_FAILED, MAX_CAPTURE_BYTES, MAX_SUMMED_IOVECS, MAX_TRACKED_CGROUPS,
+    PAYLOAD_SIZE_CLASSES, RING_BUFFER_BYTES, SLOT_PROBES, SYSCALL_WRITE, SYSCALL_WRITEV,
 };
 
 /// Slot table of tracked cgroup ids (0 = free slot); a cgroup sits at one of its
