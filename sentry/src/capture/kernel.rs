@@ -337,37 +337,14 @@ impl Probe {
                 })
             }
         };
-        let runs_map = ebpf
-            .take_map(common::MAP_RUNS)
-            .ok_or_else(|| KernelError::Probe {
-                what: "find",
-                detail: format!("map {} is not in the object", common::MAP_RUNS),
-            })?;
-        let runs =
-            aya::maps::PerCpuArray::try_from(runs_map).map_err(|e| probe_error("open")(&e))?;
-        let budgets_map = ebpf
-            .take_map(common::MAP_BUDGETS)
-            .ok_or_else(|| KernelError::Probe {
-                what: "find",
-                detail: format!("map {} is not in the object", common::MAP_BUDGETS),
-            })?;
-        let budgets =
-            aya::maps::Array::try_from(budgets_map).map_err(|e| probe_error("open")(&e))?;
-        let slots_map = ebpf
-            .take_map(common::MAP_SLOTS)
-            .ok_or_else(|| KernelError::Probe {
-                what: "find",
-                detail: format!("map {} is not in the object", common::MAP_SLOTS),
-            })?;
-        let slots = aya::maps::Array::try_from(slots_map).map_err(|e| probe_error("open")(&e))?;
-        let events_map = ebpf
-            .take_map(common::MAP_EVENTS)
-            .ok_or_else(|| KernelError::Probe {
-                what: "find",
-                detail: format!("map {} is not in the object", common::MAP_EVENTS),
-            })?;
-        let events =
-            aya::maps::RingBuf::try_from(events_map).map_err(|e| probe_error("open")(&e))?;
+        let runs = aya::maps::PerCpuArray::try_from(take_map(&mut ebpf, common::MAP_RUNS)?)
+            .map_err(|e| probe_error("open")(&e))?;
+        let budgets = aya::maps::Array::try_from(take_map(&mut ebpf, common::MAP_BUDGETS)?)
+            .map_err(|e| probe_error("open")(&e))?;
+        let slots = aya::maps::Array::try_from(take_map(&mut ebpf, common::MAP_SLOTS)?)
+            .map_err(|e| probe_error("open")(&e))?;
+        let events = aya::maps::RingBuf::try_from(take_map(&mut ebpf, common::MAP_EVENTS)?)
+            .map_err(|e| probe_error("open")(&e))?;
         let ncpus = aya::util::nr_cpus().map_err(|(what, e)| KernelError::Probe {
             what: "size",
             detail: format!("{what}: {e}"),
@@ -530,6 +507,14 @@ impl Probe {
         }
         total
     }
+}
+
+/// Takes map `name` out of the loaded object.
+fn take_map(ebpf: &mut aya::Ebpf, name: &str) -> Result<aya::maps::Map, KernelError> {
+    ebpf.take_map(name).ok_or_else(|| KernelError::Probe {
+        what: "find",
+        detail: format!("map {name} is not in the object"),
+    })
 }
 
 /// Renders an error with its sources (aya's top-level messages are terse; the verifier log
