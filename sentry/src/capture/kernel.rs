@@ -325,9 +325,17 @@ impl Probe {
                 })?;
                 Self::load_programs(object, path, floor)?
             }
+            // Types that do not fit are `sentry doctor`'s to report; a verifier that refuses
+            // loads the types allow is unexpected, so it is said on every run.
             "" | "auto" => match probe_cgroup_id_path() {
-                Ok(path) => Self::load_programs(object, path, floor)
-                    .or_else(|_| Self::load_programs(object, [0; 4], floor))?,
+                Ok(path) => Self::load_programs(object, path, floor).or_else(|e| {
+                    eprintln!(
+                        "sentry: the kernel refused the probe's cgroup-id loads ({}); it calls \
+                         bpf_get_current_cgroup_id instead (slower per write, the same captures)",
+                        e.to_string().lines().next().unwrap_or_default()
+                    );
+                    Self::load_programs(object, [0; 4], floor)
+                })?,
                 Err(_) => Self::load_programs(object, [0; 4], floor)?,
             },
             other => {
