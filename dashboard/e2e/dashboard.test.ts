@@ -141,6 +141,7 @@ describe.skipIf(!hasChromium)('the dashboard in Chromium', () => {
     await page.getByLabel('Action').selectOption('restart');
     await page.getByText('No incidents match these filters.').waitFor();
     await page.getByLabel('Action').selectOption('pause');
+    await page.waitForURL(/action=pause/);
     await page.getByLabel('Run').fill(String(runId));
     await page.getByRole('button', { name: 'Apply' }).click();
     await page.waitForURL(new RegExp(`run=${runId}`));

@@ -62,6 +62,20 @@ describe.skipIf(!hasChromium)('the fleet view in Chromium', () => {
   const row = (job: string): Locator => rows().filter({ has: page.getByRole('link', { name: new RegExp(`^${job} \\(run \\d+\\)$`) }) });
   const cell = (job: string, label: string) => row(job).locator(`td[data-label="${label}"]`);
   const jobOrder = async () => (await page.locator('table.fleet tbody td.job a').allTextContents()).map((t) => t.trim());
+  // Waits (up to 10 s) for the table to show these jobs in this order: the table re-renders
+  // after the address changes, not with it.
+  const untilJobOrder = async (jobs: string[]) => {
+    await page
+      .waitForFunction(
+        (want) =>
+          JSON.stringify([...document.querySelectorAll('table.fleet tbody td.job a')].map((a) => a.textContent?.trim())) ===
+          JSON.stringify(want),
+        jobs,
+        { timeout: 10_000 },
+      )
+      .catch(() => undefined);
+    expect(await jobOrder()).toEqual(jobs);
+  };
 
   beforeAll(async () => {
     dir = tempDir();
@@ -124,7 +138,7 @@ describe.skipIf(!hasChromium)('the fleet view in Chromium', () => {
   it('filters by text, CI platform and state, in the address', async () => {
     await page.getByLabel('CI', { exact: true }).selectOption('gitlab');
     await page.waitForURL(/ci=gitlab/);
-    expect(await jobOrder()).toEqual(['lint']);
+    await untilJobOrder(['lint']);
     await page.getByLabel('CI', { exact: true }).selectOption('');
     await page.getByLabel('Search', { exact: true }).fill(`${tag} build`);
     await page.waitForFunction(() => document.querySelectorAll('table.fleet tbody tr').length === 1);
@@ -145,19 +159,22 @@ describe.skipIf(!hasChromium)('the fleet view in Chromium', () => {
   });
 
   it('sorts by the column headers, with the mouse and the keyboard', async () => {
+    // Waits until the header named `name` says it sorts `dir` (the table re-renders after the
+    // click or key press, and the sort also goes through the address).
+    const sortedBy = (name: RegExp, dir: 'ascending' | 'descending') =>
+      page.locator(`th[aria-sort="${dir}"]`, { has: page.getByRole('button', { name }) }).waitFor();
     const jobHeader = page.locator('th', { has: page.getByRole('button', { name: /^Job/ }) });
     await page.getByRole('button', { name: /^Job/ }).click();
-    expect(await jobHeader.getAttribute('aria-sort')).toBe('ascending');
+    await sortedBy(/^Job/, 'ascending');
     expect(await jobOrder()).toEqual(['build', 'lint', 'test']);
     await page.getByRole('button', { name: /^Job/ }).click();
-    expect(await jobHeader.getAttribute('aria-sort')).toBe('descending');
+    await sortedBy(/^Job/, 'descending');
     expect(await jobOrder()).toEqual(['test', 'lint', 'build']);
     await page.waitForURL(/sort=job&dir=desc/);
     // Keyboard: Tab to a header's button, Enter sorts by it.
     await page.getByRole('button', { name: /^Runner/ }).focus();
     await page.keyboard.press('Enter');
-    const runnerHeader = page.locator('th', { has: page.getByRole('button', { name: /^Runner/ }) });
-    expect(await runnerHeader.getAttribute('aria-sort')).toBe('ascending');
+    await sortedBy(/^Runner/, 'ascending');
     expect(await jobHeader.getAttribute('aria-sort')).toBeNull();
     expect(await jobOrder()).toEqual(['build', 'test', 'lint']);
     await screenshot(page, 'fleet-sorted');
@@ -201,7 +218,7 @@ describe.skipIf(!hasChromium)('the fleet view in Chromium', () => {
     expect(overflow).toBeLessThanOrEqual(1);
     // The headers are hidden on a phone; the sort select stands in for them.
     await page.getByLabel('Sort by', { exact: true }).selectOption('job:asc');
-    expect(await jobOrder()).toEqual(['build', 'lint', 'test']);
+    await untilJobOrder(['build', 'lint', 'test']);
     await screenshot(page, 'fleet-phone');
     await page.setViewportSize({ width: 1280, height: 900 });
   });

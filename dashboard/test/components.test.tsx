@@ -195,3 +195,30 @@ describe('chart time axis', () => {
     expect(timeTicks([0, 600, 1200, 3600])).toEqual(['0 min', '10 min', '20 min', '1 h']);
   });
 });
+
+describe('the incidents filters', () => {
+  it('keep a typed run number across a re-render until Apply puts it in the address', async () => {
+    vi.stubGlobal(
+      'fetch',
+      vi.fn(async (url: string) => {
+        if (url.startsWith('/stream')) return new Response(new ReadableStream(), { headers: { 'content-type': 'text/event-stream' } });
+        return json({ items: [incident], next_before: null });
+      }),
+    );
+    window.sessionStorage.setItem('sentry.apiKey', 'right-right-right-right');
+    window.history.replaceState(null, '', '/#/incidents?action=pause');
+    render(<App />);
+    const runField = (await screen.findByLabelText('Run')) as HTMLInputElement;
+    fireEvent.input(runField, { target: { value: '7' } });
+    // Another filter changes the address and re-renders the page before Apply.
+    fireEvent.change(screen.getByLabelText('Kind'), { target: { value: 'output_loop' } });
+    await waitFor(() => expect(window.location.hash).toContain('kind=output_loop'));
+    await waitFor(() => expect((screen.getByLabelText('Kind') as HTMLSelectElement).value).toBe('output_loop'));
+    await waitFor(() => expect(document.body.textContent).toContain(incident.summary));
+    expect((screen.getByLabelText('Run') as HTMLInputElement).value).toBe('7');
+    fireEvent.click(screen.getByRole('button', { name: 'Apply' }));
+    await waitFor(() => expect(window.location.hash).toMatch(/run=7/));
+    expect(window.location.hash).toContain('kind=output_loop');
+    expect(window.location.hash).toContain('action=pause');
+  });
+});

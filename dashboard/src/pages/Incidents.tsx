@@ -1,4 +1,4 @@
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import type { Action, FindingKind, IncidentRow, IncidentsQuery } from '../api/types';
 import { ACTIONS, FINDING_KINDS, KIND_LABELS } from '../api/types';
 import { Empty, ErrorNotice, Loading, MoreButton } from '../components/common';
@@ -29,6 +29,10 @@ export function IncidentsPage(filters: Filters) {
     next: null,
     busy: false,
   });
+  // What is typed in the Run field, kept across re-renders (a live incident reloads the page)
+  // until Apply; it follows the address when that changes.
+  const [runText, setRunText] = useState(filters.run !== undefined ? String(filters.run) : '');
+  useEffect(() => setRunText(filters.run !== undefined ? String(filters.run) : ''), [filters.run]);
   const q = query(filters);
   const [page, reload] = useLoad(
     async (signal) => {
@@ -80,7 +84,15 @@ export function IncidentsPage(filters: Filters) {
       >
         <label>
           Run
-          <input name="run" type="number" min="1" inputMode="numeric" placeholder="any" value={filters.run ?? ''} />
+          <input
+            name="run"
+            type="number"
+            min="1"
+            inputMode="numeric"
+            placeholder="any"
+            value={runText}
+            onInput={(e) => setRunText(e.currentTarget.value)}
+          />
         </label>
         <label>
           Kind
