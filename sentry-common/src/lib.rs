@@ -37,8 +37,9 @@ pub const fn probe_slot(id: u64, k: u32) -> u32 {
 }
 
 /// Default capture budget: full captures per second per run, all CPUs together. Beyond it
-/// writes are only counted and their bytes summed. 200k/s keeps the probe's cost near the tracepoint floor
-/// (measured, see DESIGN.md section 7) while capturing far more than any human-readable output.
+/// writes are only counted and their bytes summed. 200k/s keeps the probe's cost near the
+/// tracepoint floor (measured, see DESIGN.md section 7) while capturing far more than any
+/// human-readable output.
 pub const DEFAULT_CAPTURE_BUDGET_PER_S: u64 = 200_000;
 
 /// Burst allowance of the budget, in captures: 0.1 s worth at the default rate.

@@ -375,7 +375,6 @@ impl Probe {
         path: super::btf::CgroupIdPath,
         floor: bool,
     ) -> Result<aya::Ebpf, KernelError> {
-        use aya::programs::TracePoint;
         use sentry_common as common;
 
         let mut ebpf = aya::EbpfLoader::new()
@@ -392,27 +391,12 @@ impl Probe {
         };
         // Every program is verified before any is attached.
         for (name, _) in programs {
-            let program: &mut TracePoint = ebpf
-                .program_mut(name)
-                .ok_or_else(|| KernelError::Probe {
-                    what: "find",
-                    detail: format!("program {name} is not in the object"),
-                })?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| probe_error("load")(&e))?;
-            program
+            tracepoint_mut(&mut ebpf, name)?
                 .load()
                 .map_err(|e| probe_error("load")(&error_chain(&e)))?;
         }
         for (name, tracepoint) in programs {
-            let program: &mut TracePoint = ebpf
-                .program_mut(name)
-                .and_then(|p| p.try_into().ok())
-                .ok_or_else(|| KernelError::Probe {
-                what: "find",
-                detail: format!("program {name} is not in the object"),
-            })?;
-            program
+            tracepoint_mut(&mut ebpf, name)?
                 .attach(common::TRACEPOINT_CATEGORY, tracepoint)
                 .map_err(|e| probe_error("attach")(&error_chain(&e)))?;
         }
@@ -515,6 +499,20 @@ impl Probe {
         }
         total
     }
+}
+
+/// Program `name` of the loaded object, as the tracepoint program it must be.
+fn tracepoint_mut<'a>(
+    ebpf: &'a mut aya::Ebpf,
+    name: &str,
+) -> Result<&'a mut aya::programs::TracePoint, KernelError> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| KernelError::Probe {
+            what: "find",
+            detail: format!("program {name} is not in the object"),
+        })?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| probe_error("load")(&e))
 }
 
 /// Takes map `name` out of the loaded object.
